@@ -1,0 +1,5 @@
+import sys
+
+from cemrecon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cemrecon`` CLI, one module each (``register`` + ``run``)."""

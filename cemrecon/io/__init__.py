@@ -1,0 +1,1 @@
+"""DICOM in and out: reading and classifying files, LE/HE pairing, derived-object writing."""
