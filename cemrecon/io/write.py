@@ -33,6 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
+from copy import deepcopy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 from pydicom import Dataset, Sequence
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from cemrecon import __version__
 from cemrecon.errors import OutputError
@@ -112,6 +114,14 @@ _CODE_MULTI_ENERGY_WEIGHTING = ("113097", "DCM", "Multi-energy proportional weig
 _CODE_PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")
 _CODE_BREAST = ("76752008", "SCT", "Breast")
 _VIEW_CODES = {"CC": ("399162004", "SCT", "cranio-caudal"), "MLO": ("399368009", "SCT", "medio-lateral oblique")}
+
+# Patient Orientation (row\\column direction) for the usual mammography display
+# (chest wall at the side of the screen, PS3.3 C.8.11.7 / C.7.6.1.1.1); used
+# only when the LE header lacks it (Type 1C in the DX Image module).
+_DEFAULT_ORIENTATION = {
+    ("R", "CC"): ["P", "L"], ("L", "CC"): ["A", "R"],
+    ("R", "MLO"): ["P", "FL"], ("L", "MLO"): ["A", "FR"],
+}
 
 # Attributes copied from the LE header when present (checklist "copied from LE"
 # + patient / study / equipment modules).  Dose, exposure and vendor-private
@@ -323,9 +333,18 @@ def _window(stored: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
 # UIDs
 
 
+#: Namespace of cemrecon's name-based (version 5) UUIDs.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cemrecon.invalid/dicom-uid")
+
+
 def derived_uid(*parts: object) -> str:
-    """A deterministic UID (``2.25.<int>``) from ``parts`` (same parts, same UID)."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    """A deterministic UID from ``parts``: same parts, same UID.
+
+    A name-based (version 5) UUID of the parts written as a ``2.25.<integer>``
+    UID (PS3.5 B.2, ISO/IEC 9834-8), so no registered root is needed.
+    """
+    name = "\x1f".join(str(p) for p in parts)
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
 def _header(obj: Any, name: str) -> Dataset:
@@ -417,7 +436,7 @@ def _base_dataset(
     ds = Dataset()
     for keyword in _COPY_FROM_LE:
         if keyword in le:
-            ds[keyword] = le[keyword]
+            ds[keyword] = deepcopy(le[keyword])  # never alias (and later mutate) the caller's header
     # --- SOP common
     ds.SOPClassUID = DM_FOR_PRESENTATION_SOP_CLASS
     ds.SOPInstanceUID = sop_instance_uid
@@ -462,8 +481,10 @@ def _base_dataset(
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.QualityControlImage = "NO"
-    if "PatientOrientation" not in ds:
-        ds.PatientOrientation = ""
+    if "PatientOrientation" not in ds or not ds.PatientOrientation:
+        key = (str(ds.get("ImageLaterality", le.get("Laterality", ""))).upper(), str(le.get("ViewPosition", "")).upper())
+        ds.PatientOrientation = _DEFAULT_ORIENTATION.get(key, "")
+        logger.info("LE header has no Patient Orientation; using %r for %s", ds.PatientOrientation, key)
     if "FrameOfReferenceUID" in ds and "PositionReferenceIndicator" not in ds:
         ds.PositionReferenceIndicator = ""  # type 2 in the Frame of Reference module
     # --- breast / view (defaults if the LE header lacks them)
