@@ -1,0 +1,355 @@
+"""One-view analysis: masks, BPE, calcification clusters, and the enhancement call of every ROI.
+
+:func:`analyze` is the public entry point (``cemrecon.analyze``); :func:`load_rois` reads the
+user-ROI JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cemrecon.quantify.bpe import (
+    DEFAULT_CATEGORY_EDGES,
+    DEFAULT_ENHANCING_THRESHOLD_MG_CM2,
+    BpeResult,
+    measure_bpe,
+    relative_iodine,
+)
+from cemrecon.quantify.breast import BreastSegmentation, segment_breast
+from cemrecon.quantify.calcifications import CalcificationResult, detect_calcifications
+from cemrecon.quantify.enhancement import EnhancementConfig, RoiEnhancement, measure_enhancement
+
+__all__ = ["AnalyzeConfig", "UserRoi", "ViewAnalysis", "analyze", "load_rois", "validate_rois"]
+
+logger = logging.getLogger(__name__)
+
+_LATERALITIES = ("R", "L")
+_VIEWS = ("CC", "MLO", "ML", "LM", "XCCL", "XCCM", "OTHER")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """All settings of :func:`analyze` (defaults documented in the modules that use them).
+
+    Attributes
+    ----------
+    fgt_fraction_threshold : float
+        Glandular index above which a pixel is FGT (0.25, the phantom's FGT definition: a quarter
+        of the tissue path glandular).
+    bpe_enhancing_threshold_mg_cm2 : float
+        See :data:`cemrecon.quantify.bpe.DEFAULT_ENHANCING_THRESHOLD_MG_CM2`.
+    bpe_category_edges : tuple of 3 floats
+        Enhancing-fraction edges of minimal / mild / moderate / marked.
+    bpe_smooth_mm : float
+        Smoothing of the iodine map before the BPE threshold.
+    calc_k_sigma : float
+        Speck threshold in local-noise units.
+    detect_calcifications : bool
+        Whether to search for calcification clusters (user ROIs are analysed either way).
+    enhancement : EnhancementConfig
+        Settings of the per-ROI call.
+    """
+
+    fgt_fraction_threshold: float = 0.25
+    bpe_enhancing_threshold_mg_cm2: float = DEFAULT_ENHANCING_THRESHOLD_MG_CM2
+    bpe_category_edges: tuple[float, float, float] = DEFAULT_CATEGORY_EDGES
+    bpe_smooth_mm: float = 1.0
+    calc_k_sigma: float = 5.0
+    detect_calcifications: bool = True
+    enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
+
+
+@dataclass(frozen=True)
+class UserRoi:
+    """A user ROI: ``bbox = (row0, col0, row1, col1)`` in LE pixels (end exclusive)."""
+
+    laterality: str
+    view: str
+    bbox: tuple[int, int, int, int]
+    study_uid: str | None = None
+
+    def matches(self, *, study_uid: str | None, laterality: str, view: str) -> bool:
+        if self.laterality != laterality or self.view != view:
+            return False
+        return self.study_uid is None or study_uid is None or self.study_uid == study_uid
+
+
+@dataclass
+class ViewAnalysis:
+    """Everything measured on one view; :meth:`to_dict` gives the analysis.json entry."""
+
+    study_uid: str | None
+    laterality: str | None
+    view: str | None
+    acquisition_index: int
+    pixel_mm: float
+    bpe: BpeResult
+    rois: list[RoiEnhancement]
+    segmentation: BreastSegmentation
+    calcifications: CalcificationResult
+    le: np.ndarray = field(repr=False)
+    iodine_mg_cm2: np.ndarray = field(repr=False)
+    iodine_rel_mg_cm2: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready entry (schema: :mod:`cemrecon.report.schema`)."""
+        return {
+            "study_uid": self.study_uid,
+            "laterality": self.laterality,
+            "view": self.view,
+            "acquisition_index": int(self.acquisition_index),
+            "bpe": self.bpe.to_dict(),
+            "rois": [r.to_dict() for r in self.rois],
+        }
+
+
+# ----------------------------------------------------------------------------- user ROIs
+def validate_rois(obj: Any, *, source: str = "rois") -> list[UserRoi]:
+    """Validate a parsed user-ROI list.
+
+    Parameters
+    ----------
+    obj : list of dict
+        ``[{"laterality": "R", "view": "CC", "bbox": [row0, col0, row1, col1],
+        "study_uid": "1.2.3" (optional)}, ...]``.
+    source : str
+        Name used in error messages (the file name).
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``, the entry index and the field, the offending value and what is accepted.
+    """
+    if not isinstance(obj, list):
+        raise ValueError(f"{source}: the top level must be a JSON list of ROI objects, "
+                         f"got {type(obj).__name__}")
+    out: list[UserRoi] = []
+    for i, item in enumerate(obj):
+        where = f"{source}: ROI #{i}"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: must be an object with laterality, view, bbox; "
+                             f"got {type(item).__name__}")
+        unknown = set(item) - {"laterality", "view", "bbox", "study_uid"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; accepted: laterality, "
+                             f"view, bbox, study_uid")
+        for key in ("laterality", "view", "bbox"):
+            if key not in item:
+                raise ValueError(f"{where}: missing field {key!r}")
+        lat = item["laterality"]
+        if not isinstance(lat, str) or lat.upper() not in _LATERALITIES:
+            raise ValueError(f"{where}: field 'laterality' must be one of {list(_LATERALITIES)}, "
+                             f"got {lat!r}")
+        view = item["view"]
+        if not isinstance(view, str) or view.upper() not in _VIEWS:
+            raise ValueError(f"{where}: field 'view' must be one of {list(_VIEWS)}, got {view!r}")
+        bbox = item["bbox"]
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)):
+            raise ValueError(f"{where}: field 'bbox' must be a list of 4 integers "
+                             f"[row0, col0, row1, col1], got {bbox!r}")
+        r0, c0, r1, c1 = bbox
+        if min(bbox) < 0 or not (r0 < r1 and c0 < c1):
+            raise ValueError(f"{where}: field 'bbox' must satisfy 0 <= row0 < row1 and "
+                             f"0 <= col0 < col1, got {bbox!r}")
+        uid = item.get("study_uid")
+        if uid is not None and not isinstance(uid, str):
+            raise ValueError(f"{where}: field 'study_uid' must be a string, got {uid!r}")
+        out.append(UserRoi(laterality=lat.upper(), view=view.upper(),
+                           bbox=(r0, c0, r1, c1), study_uid=uid))
+    return out
+
+
+def load_rois(path: str | os.PathLike) -> list[UserRoi]:
+    """Read and validate a user-ROI JSON file (see :func:`validate_rois`).
+
+    Raises
+    ------
+    ValueError
+        Unreadable JSON or an invalid entry; the message names the file (and field).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read the ROI file ({exc.strerror or exc})") from exc
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg})") from exc
+    return validate_rois(obj, source=str(p))
+
+
+# ----------------------------------------------------------------------------- inputs
+def _enum_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    return str(getattr(v, "value", v)).upper()
+
+
+@dataclass
+class _Inputs:
+    le: np.ndarray
+    he: np.ndarray | None
+    pixel_mm: float | None
+    dark_offset_dn: float
+    study_uid: str | None
+    laterality: str | None
+    view: str | None
+    acquisition_index: int
+    source: Any  # what to hand to iodine_map
+
+
+def _unpack(data: Any) -> _Inputs:
+    """Accept a Pair, an in-memory simulation (``.le``/``.he`` arrays) or an ``(le, he)`` tuple."""
+    if hasattr(data, "load") and hasattr(data, "le") and hasattr(getattr(data, "le"), "meta"):
+        le, he = data.load()
+        meta = data.le.meta
+        dark = getattr(meta, "dark_offset_dn", None)
+        return _Inputs(
+            le=np.asarray(le), he=np.asarray(he),
+            pixel_mm=getattr(meta, "pixel_spacing_mm", None) and float(
+                np.mean(np.atleast_1d(meta.pixel_spacing_mm))),
+            dark_offset_dn=float(dark) if dark is not None else 0.0,
+            study_uid=getattr(data, "study_uid", None),
+            laterality=_enum_str(getattr(data, "laterality", None)),
+            view=_enum_str(getattr(data, "view", None)),
+            acquisition_index=int(getattr(data, "acquisition_index", 0) or 0),
+            source=data,
+        )
+    if isinstance(data, tuple | list) and len(data) == 2:
+        le, he = data
+        return _Inputs(np.asarray(le), None if he is None else np.asarray(he), None, 0.0, None,
+                       None, None, 0, (le, he))
+    if hasattr(data, "le") and hasattr(data, "he"):
+        truth = getattr(data, "truth", None)
+        lat = getattr(data, "laterality", None) or getattr(truth, "laterality", None)
+        view = getattr(data, "view", None) or getattr(truth, "view", None)
+        dark = getattr(data, "dark_offset_dn", None)
+        return _Inputs(np.asarray(data.le), np.asarray(data.he), getattr(data, "pixel_mm", None),
+                       float(dark) if dark is not None else 0.0, getattr(data, "study_uid", None),
+                       _enum_str(lat), _enum_str(view), 0, data)
+    raise TypeError("analyze() expects a Pair, an object with .le and .he images, or an (le, he) "
+                    f"tuple; got {type(data).__name__}")
+
+
+def _iodine(inp: _Inputs, calibration: Any) -> np.ndarray:
+    """Iodine map (mg/cm^2) from :func:`cemrecon.iodine.iodine_map`."""
+    if inp.he is None:
+        raise ValueError("no HE image: pass iodine_mg_cm2= or give an (le, he) pair")
+    from cemrecon.iodine import iodine_map
+
+    src = inp.source
+    if isinstance(src, tuple | list):
+        return np.asarray(iodine_map(src[0], src[1], calibration=calibration), dtype=np.float32)
+    if hasattr(src, "load") and hasattr(src, "le") and hasattr(src.le, "meta"):
+        return np.asarray(iodine_map(src, calibration=calibration), dtype=np.float32)
+    return np.asarray(iodine_map(inp.le, inp.he, calibration=calibration), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- analyze
+def analyze(
+    data: Any,
+    *,
+    rois: list[UserRoi] | str | os.PathLike | None = None,
+    calibration: Any = None,
+    iodine_mg_cm2: np.ndarray | None = None,
+    pixel_mm: float | None = None,
+    dark_offset_dn: float | None = None,
+    study_uid: str | None = None,
+    laterality: str | None = None,
+    view: str | None = None,
+    acquisition_index: int | None = None,
+    config: AnalyzeConfig | None = None,
+) -> ViewAnalysis:
+    """Analyse one CEM view: breast/FGT masks, BPE, calcification clusters, ROI enhancement calls.
+
+    Parameters
+    ----------
+    data : Pair, object with ``.le``/``.he``, or (le, he)
+        The LE/HE pair.  A :class:`cemrecon.io.read.Pair` supplies pixel size, dark offset,
+        laterality, view and study UID from its headers.
+    rois : list of UserRoi, or path to a ROI JSON file, optional
+        User ROIs; those matching this view's laterality/view (and study UID if given) are analysed
+        besides the detected clusters.
+    calibration : optional
+        Passed to :func:`cemrecon.iodine.iodine_map`.
+    iodine_mg_cm2 : ndarray, optional
+        A precomputed iodine map (LE shape); skips :func:`cemrecon.iodine.iodine_map`.
+    pixel_mm, dark_offset_dn, study_uid, laterality, view, acquisition_index : optional
+        Override (or supply, for bare arrays) what the input does not say.  ``pixel_mm`` is required
+        for bare arrays.
+    config : AnalyzeConfig, optional
+
+    Returns
+    -------
+    ViewAnalysis
+    """
+    cfg = config or AnalyzeConfig()
+    inp = _unpack(data)
+    px = pixel_mm if pixel_mm is not None else inp.pixel_mm
+    if px is None or not np.isfinite(px) or px <= 0:
+        raise ValueError(f"pixel_mm must be a positive number (required for bare arrays), got {px!r}")
+    dark = float(dark_offset_dn) if dark_offset_dn is not None else inp.dark_offset_dn
+    lat = _enum_str(laterality) if laterality is not None else inp.laterality
+    vw = _enum_str(view) if view is not None else inp.view
+    uid = study_uid if study_uid is not None else inp.study_uid
+    acq = int(acquisition_index) if acquisition_index is not None else inp.acquisition_index
+    le = inp.le
+    if le.ndim != 2:
+        raise ValueError(f"LE must be a 2-D image, got shape {le.shape}")
+    if iodine_mg_cm2 is None:
+        iod = _iodine(inp, calibration)
+    else:
+        iod = np.asarray(iodine_mg_cm2, dtype=np.float32)
+    if iod.shape != le.shape:
+        raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
+    if isinstance(rois, str | os.PathLike):
+        rois = load_rois(rois)
+
+    seg = segment_breast(le, pixel_mm=px, view=vw or "CC", dark_offset_dn=dark,
+                         fgt_fraction_threshold=cfg.fgt_fraction_threshold)
+    if cfg.detect_calcifications:
+        calc = detect_calcifications(le, seg.breast_mask | seg.pectoral_mask, pixel_mm=px,
+                                     dark_offset_dn=dark, k_sigma=cfg.calc_k_sigma)
+    else:
+        calc = CalcificationResult(specks=(), clusters=(), mask=np.zeros(le.shape, dtype=bool))
+    from scipy import ndimage as ndi
+
+    calc_excl = ndi.binary_dilation(calc.mask, iterations=cfg.enhancement.calc_dilation_px) \
+        if calc.mask.any() else calc.mask
+    rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
+                          exclude=calc_excl)
+    bpe = measure_bpe(rel, seg.fgt_mask, seg.breast_mask, pixel_mm=px, smooth_mm=cfg.bpe_smooth_mm,
+                      enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
+                      category_edges=cfg.bpe_category_edges, exclude=calc_excl)
+    results: list[RoiEnhancement] = []
+    for cl in calc.clusters:
+        results.append(measure_enhancement(
+            rel, cl.bbox, breast_mask=seg.breast_mask, calc_mask=calc.mask, pixel_mm=px,
+            source="detected", n_calcifications=cl.n_calcifications, config=cfg.enhancement))
+    for roi in rois or ():
+        if lat is not None and vw is not None and not roi.matches(study_uid=uid, laterality=lat,
+                                                                   view=vw):
+            continue
+        r0, c0, r1, c1 = roi.bbox
+        if r0 >= le.shape[0] or c0 >= le.shape[1]:
+            logger.warning("user ROI %s lies outside the %s image; skipped", list(roi.bbox), le.shape)
+            continue
+        n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
+        results.append(measure_enhancement(
+            rel, roi.bbox, breast_mask=seg.breast_mask, calc_mask=calc.mask, pixel_mm=px,
+            source="user", n_calcifications=n_in, config=cfg.enhancement))
+    return ViewAnalysis(
+        study_uid=uid, laterality=lat, view=vw, acquisition_index=acq, pixel_mm=float(px),
+        bpe=bpe, rois=results, segmentation=seg, calcifications=calc, le=le,
+        iodine_mg_cm2=iod, iodine_rel_mg_cm2=rel.astype(np.float32),
+    )

@@ -1,0 +1,103 @@
+"""Per-view PNG: LE and iodine side by side, ROIs drawn with their enhancement calls.
+
+matplotlib (extra ``[report]``) is imported lazily with the non-interactive Agg backend (no
+display needed); the figure is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cemrecon.errors import OutputError
+
+__all__ = ["view_figure_name", "write_view_figure"]
+
+#: Colour of each call on the figure.
+CALL_COLOURS = {"enhancement": "red", "no_enhancement": "lime", "indeterminate": "orange"}
+
+
+def view_figure_name(study_uid: str | None, laterality: str | None, view: str | None,
+                     acquisition_index: int) -> str:
+    """File name of a view's PNG: ``<study_uid>_<lat>_<view>_<index>.png`` (safe characters only)."""
+    parts = [study_uid or "view", laterality or "U", view or "U", str(int(acquisition_index))]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", "_".join(parts)) + ".png"
+
+
+def _display_range(img: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+    v = img[mask] if mask is not None and mask.any() else img[np.isfinite(img)]
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def write_view_figure(analysis: Any, path: str | os.PathLike, *, dpi: int = 100,
+                      max_pixels: int = 1200) -> Path:
+    """Draw one :class:`cemrecon.quantify.ViewAnalysis` to a PNG at ``path``.
+
+    Parameters
+    ----------
+    analysis : ViewAnalysis
+    path : path-like
+        Output file (written atomically).
+    dpi : int, optional
+    max_pixels : int, optional
+        Images are shown downsampled to at most this many rows (display only).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    le = np.asarray(analysis.le, dtype=np.float64)
+    step = max(1, int(np.ceil(le.shape[0] / max_pixels)))
+    seg = analysis.segmentation
+    mask = seg.breast_mask
+    att = -np.log(np.maximum(le, 1.0))
+    iod = np.asarray(analysis.iodine_rel_mg_cm2, dtype=np.float64)
+    fig = Figure(figsize=(11, 6.5))
+    axes = fig.subplots(1, 2)
+    lo, hi = _display_range(att, mask)
+    axes[0].imshow(att[::step, ::step], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
+                   extent=(0, le.shape[1], le.shape[0], 0))
+    axes[0].set_title("LE (attenuation)")
+    ilo, ihi = -0.5, max(1.5, float(np.nanpercentile(iod[mask], 99.5)) if mask.any() else 1.5)
+    im = axes[1].imshow(np.where(mask, iod, np.nan)[::step, ::step], cmap="magma", vmin=ilo,
+                        vmax=ihi, interpolation="nearest", extent=(0, le.shape[1], le.shape[0], 0))
+    axes[1].set_title("iodine above local baseline (mg/cm$^2$)")
+    fig.colorbar(im, ax=axes[1], fraction=0.04)
+    for ax in axes:
+        for roi in analysis.rois:
+            r0, c0, r1, c1 = roi.bbox
+            colour = CALL_COLOURS.get(roi.enhancement, "cyan")
+            ax.add_patch(Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor=colour,
+                                   linewidth=1.2, linestyle="-" if roi.source == "detected" else "--"))
+            label = roi.enhancement + (f" ({roi.type})" if roi.type else "")
+            ax.text(c0, max(0, r0 - 5), label, color=colour, fontsize=7, va="bottom")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    b = analysis.bpe
+    fig.suptitle(f"{analysis.laterality or '?'} {analysis.view or '?'}  -  BPE {b.category} "
+                 f"({100 * b.enhancing_fraction:.0f} % of FGT enhancing, mean "
+                 f"{b.mean_fgt_iodine_mg_cm2:.2f} mg/cm$^2$)  -  {len(analysis.rois)} ROI(s)")
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=p.parent)
+        os.close(fd)
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, p)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
+        raise OutputError(f"{p}: cannot write the figure ({exc.strerror or exc})") from exc
+    return p

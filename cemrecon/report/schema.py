@@ -1,0 +1,146 @@
+"""The ``analysis.json`` schema written by ``cemrecon analyze`` (and :func:`write_analysis`).
+
+``analysis.json`` is a JSON **list with one entry per analysed view**::
+
+    [
+      {
+        "study_uid": "1.2.826.0.1...",      # Study Instance UID, or null for bare arrays
+        "laterality": "R",                  # "R" | "L" (null if unknown)
+        "view": "CC",                       # "CC" | "MLO" | ... (null if unknown)
+        "acquisition_index": 0,             # 0 for the first LE/HE pair of this view, 1 for a repeat
+        "bpe": {
+          "category": "mild",               # "minimal" | "mild" | "moderate" | "marked"
+          "enhancing_fraction": 0.18,       # fraction (0-1) of fibroglandular tissue enhancing
+          "mean_fgt_iodine_mg_cm2": 0.11    # mean iodine over FGT above the local fat baseline
+        },
+        "rois": [
+          {
+            "bbox": [row0, col0, row1, col1],      # LE pixel coordinates, end exclusive
+            "source": "detected",                  # "detected" (calcification cluster) | "user"
+            "n_calcifications": 7,                 # specks detected inside the ROI
+            "enhancement": "no_enhancement",       # "enhancement" | "no_enhancement" | "indeterminate"
+            "type": null,                          # "mass" | "nme" when enhancing, else null
+            "iodine_excess_mg_cm2": 0.04,          # site mean minus background-ring median
+            "detectability_limit_mg_cm2": 0.12,    # 3 x the spread of ROI-sized background means
+            "cnr": 1.0                             # excess / that spread
+          }
+        ]
+      }
+    ]
+
+Meaning of the fields
+---------------------
+* **BPE.** FGT is segmented on LE (glandular index >= 0.25 relative to an all-fat ray at the same
+  distance from the skin line, so thickness roll-off is not read as density).  A FGT pixel enhances
+  when its 1 mm-smoothed iodine, above the local fat baseline, exceeds 0.15 mg/cm^2.  Categories on
+  the CEM extent scale: minimal < 10 %, mild 10-25 %, moderate 25-50 %, marked > 50 %.
+  All thresholds are settings of :class:`cemrecon.quantify.AnalyzeConfig`.
+* **ROIs.** Detected ROIs are BI-RADS grouped calcifications (>= 5 within 1 cm) found on LE, boxed
+  with a 2 mm margin; user ROIs come from ``--rois FILE``: a JSON list of ``{"laterality": "R",
+  "view": "CC", "bbox": [row0, col0, row1, col1], "study_uid": "..." (optional)}``.
+* **Calls.** Calcification pixels (dilated 2 px) are excluded.  ``enhancement`` when the excess is
+  at least the clinical threshold (0.3 mg/cm^2) *and* the detectability limit; ``no_enhancement``
+  when it is below the threshold *and* the limit is at most the threshold (a threshold-level
+  enhancement would have been seen); otherwise ``indeterminate`` (background, typically moderate or
+  marked BPE, too variable: never reported as no enhancement).  Lack of enhancement is not proof of
+  benignity: read it with the LE morphology.
+* Numbers that could not be measured (no usable background) are ``null``.
+
+Each view also gets a PNG ``<study_uid>_<laterality>_<view>_<acquisition_index>.png`` next to
+``analysis.json``: LE and iodine side by side, ROIs drawn with their calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cemrecon.errors import OutputError
+
+__all__ = ["SCHEMA_VERSION", "validate_analysis", "write_analysis"]
+
+SCHEMA_VERSION = "1"
+
+_BPE_CATEGORIES = ("minimal", "mild", "moderate", "marked")
+_CALLS = ("enhancement", "no_enhancement", "indeterminate")
+_TYPES = ("mass", "nme", None)
+_SOURCES = ("detected", "user")
+
+
+def _num_or_null(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def validate_analysis(obj: Any) -> None:
+    """Check that ``obj`` (parsed ``analysis.json``) follows the schema; raise ``ValueError``.
+
+    The message names the entry, the field and the offending value.
+    """
+    if not isinstance(obj, list):
+        raise ValueError(f"analysis: top level must be a list, got {type(obj).__name__}")
+    for i, e in enumerate(obj):
+        w = f"analysis[{i}]"
+        if not isinstance(e, dict):
+            raise ValueError(f"{w}: must be an object")
+        for key in ("study_uid", "laterality", "view", "acquisition_index", "bpe", "rois"):
+            if key not in e:
+                raise ValueError(f"{w}: missing field {key!r}")
+        if not isinstance(e["acquisition_index"], int):
+            raise ValueError(f"{w}.acquisition_index: must be an integer, got {e['acquisition_index']!r}")
+        bpe = e["bpe"]
+        if not isinstance(bpe, dict) or bpe.get("category") not in _BPE_CATEGORIES:
+            raise ValueError(f"{w}.bpe.category: must be one of {_BPE_CATEGORIES}, got {bpe!r}")
+        for key in ("enhancing_fraction", "mean_fgt_iodine_mg_cm2"):
+            if not _num_or_null(bpe.get(key, "missing")):
+                raise ValueError(f"{w}.bpe.{key}: must be a number, got {bpe.get(key)!r}")
+        if not isinstance(e["rois"], list):
+            raise ValueError(f"{w}.rois: must be a list")
+        for j, r in enumerate(e["rois"]):
+            wr = f"{w}.rois[{j}]"
+            bbox = r.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox)):
+                raise ValueError(f"{wr}.bbox: must be 4 integers, got {bbox!r}")
+            if r.get("source") not in _SOURCES:
+                raise ValueError(f"{wr}.source: must be one of {_SOURCES}, got {r.get('source')!r}")
+            if r.get("enhancement") not in _CALLS:
+                raise ValueError(f"{wr}.enhancement: must be one of {_CALLS}, got {r.get('enhancement')!r}")
+            if r.get("type", "missing") not in _TYPES:
+                raise ValueError(f"{wr}.type: must be one of {_TYPES}, got {r.get('type')!r}")
+            if r["type"] is not None and r["enhancement"] != "enhancement":
+                raise ValueError(f"{wr}.type: must be null unless enhancement, got {r['type']!r}")
+            if not isinstance(r.get("n_calcifications"), int):
+                raise ValueError(f"{wr}.n_calcifications: must be an integer")
+            for key in ("iodine_excess_mg_cm2", "detectability_limit_mg_cm2", "cnr"):
+                if not _num_or_null(r.get(key, "missing")):
+                    raise ValueError(f"{wr}.{key}: must be a number or null, got {r.get(key)!r}")
+
+
+def write_analysis(entries: list[dict], path: str | os.PathLike) -> Path:
+    """Validate and write ``entries`` to ``path`` atomically (temp file + ``os.replace``).
+
+    Raises
+    ------
+    OutputError
+        The file could not be written (nothing partial is left behind).
+    """
+    validate_analysis(entries)
+    p = Path(path)
+    text = json.dumps(entries, indent=2, allow_nan=False)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".analysis-", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot write into {p.parent} ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, p)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"{p}: write failed ({exc.strerror or exc})") from exc
+    return p
