@@ -12,6 +12,7 @@ Two levels:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import shutil
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ def make_image(
     ds.StudyInstanceUID = uid("study", study)
     ds.SeriesInstanceUID = uid("series", study, energy)
     ds.PatientID = f"P{study}"
+    ds.PatientName = f"Test^{study}"
+    ds.StudyDate, ds.StudyTime, ds.StudyID = T0.strftime("%Y%m%d"), "101000", study
+    ds.SeriesNumber, ds.InstanceNumber = 1 if energy == "LE" else 2, 1
     ds.AcquisitionDate = time.strftime("%Y%m%d")
     ds.AcquisitionTime = time.strftime("%H%M%S.%f")
     if kvp is None:
@@ -169,9 +173,7 @@ def write(ds: Dataset, path: Path, *, syntax: str | None = None) -> Path:
 
 
 def dcmread_copy(ds: Dataset) -> Dataset:
-    out = Dataset(ds)
-    out.file_meta = FileMetaDataset(ds.file_meta)
-    return out
+    return copy.deepcopy(ds)
 
 
 def make_non_image(path: Path, *, study: str = "1") -> Path:

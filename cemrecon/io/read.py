@@ -452,7 +452,7 @@ def normalise_laterality(ds: Dataset) -> tuple[Laterality | None, list[str], boo
     if orient and orient[0] in ("P", "A"):
         lat = Laterality.R if orient[0] == "P" else Laterality.L
         shown = "\\".join(orient)
-        return lat, [f"laterality {lat} inferred from Patient Orientation {shown} (standard hanging assumed)"], True
+        return lat, [f"laterality {lat} inferred from Patient Orientation {shown} (Image Laterality and Laterality missing; standard hanging assumed)"], True
     return None, [], False
 
 
@@ -597,7 +597,7 @@ def _sop_name(uid: str | None) -> str:
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
     # a DICOM data set without the 128-byte preamble usually starts with group 0002 or 0008
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] < b"\x00\x10"
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00")
 
 
 def scan_file(path: str | os.PathLike[str], *, check_pixels: bool = True) -> _Scan:
@@ -764,8 +764,6 @@ def _classify(path: Path, ds: Dataset, fp: Any, offset: int, size: int, *, check
     view, view_notes = normalise_view(ds)
     scan.notes.extend(lat_notes)
     scan.notes.extend(view_notes)
-    if inferred:
-        scan.notes.append("Image Laterality and Laterality missing")
     if kvp is None:
         pass
     elif not (MG_KVP_RANGE[0] <= kvp <= MG_KVP_RANGE[1]):
