@@ -27,13 +27,20 @@ logger = logging.getLogger(__name__)
 HELP = "pair LE/HE images, recombine them, write derived RC DICOM and summary.json"
 
 _MAX_LISTED_FAILURES = 10
+_DESCRIPTION = """\
+Pair every LE/HE image found under the paths, recombine each pair and write one
+derived MG (DM For Presentation) RC image per pair, plus an iodine image with
+--calibration, to DIR/<study_uid>/<LAT>_<VIEW>_<acq>_RC.dcm; then DIR/summary.json
+(per pair: inputs, outputs, weight, status, timings; per excluded file: reason).
+Safe to rerun: pairs already done with the same inputs and parameters are skipped
+unless --force; outputs are written atomically; inputs are never modified."""
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "recombine",
         help=HELP,
-        description=__doc__.split("\n\n")[0] + ".\n\n" + __doc__.split("\n\n")[1],
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit codes: 0 all done, 1 partial failure, 2 usage error, 3 nothing found, 4 fatal.",
     )

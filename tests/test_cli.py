@@ -1,0 +1,124 @@
+"""CLI ``cemrecon recombine`` / ``cemrecon demo``: exit codes and output, through cli.main()."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from cemrecon.cli import EXIT_FATAL, EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+
+SCALE = 0.1
+
+
+@pytest.fixture(scope="module")
+def phantom_root(tmp_path_factory) -> Path:
+    from cemrecon.phantom import write_exams
+
+    root = tmp_path_factory.mktemp("cli_phantom")
+    write_exams(root, 2, seed=5, scale=SCALE)
+    return root
+
+
+@pytest.fixture
+def with_corrupt_exam(phantom_root, tmp_path) -> Path:
+    """A copy of the phantom where one exam's HE CC file of the right breast is truncated."""
+    root = tmp_path / "in"
+    shutil.copytree(phantom_root, root)
+    victim = sorted(root.rglob("R_CC_HE.dcm"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    return root
+
+
+def _run(*argv: str) -> int:
+    return main(["recombine", *argv])
+
+
+def test_all_done_exit_0_and_json(phantom_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(str(phantom_root), "--out", str(out), "--workers", "1", "--json")
+    captured = capsys.readouterr()
+    assert code == EXIT_OK
+    printed = json.loads(captured.out)  # stdout holds only the JSON summary
+    assert printed == json.loads((out / "summary.json").read_text())
+    assert printed["counts"]["done"] == 8
+    assert "8 pair(s)" in captured.err  # the human summary goes to stderr with --json
+    # rerun: everything already done -> still exit 0, all skipped
+    assert _run(str(phantom_root), "--out", str(out), "--workers", "1", "--quiet") == EXIT_OK
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 8
+    assert capsys.readouterr().out == ""  # --quiet prints nothing
+
+
+def test_partial_failure_exit_1(with_corrupt_exam, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(str(with_corrupt_exam), "--out", str(out), "--workers", "1")
+    assert code == EXIT_PARTIAL
+    data = json.loads((out / "summary.json").read_text())
+    assert data["counts"]["done"] == 7  # every other pair was done
+    bad = [e for e in data["excluded"] if e["path"].endswith("R_CC_HE.dcm")]
+    assert len(bad) == 1 and bad[0]["role"] == "UNREADABLE" and bad[0]["reason"]
+    assert "UNREADABLE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["recombine", "/no/such/folder", "--out", "OUT"],
+        ["recombine", "PHANTOM", "--out", "OUT", "--weight", "heavy"],
+        ["recombine", "PHANTOM", "--out", "OUT", "--workers", "0"],
+        ["recombine", "PHANTOM", "--out", "OUT", "--calibration", "/no/such/cal.json"],
+        ["recombine", "PHANTOM"],  # --out missing (argparse)
+        ["recombine", "PHANTOM", "--out", "OUT", "--strictness", "sometimes"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv, phantom_root, tmp_path, capsys):
+    argv = [a.replace("PHANTOM", str(phantom_root)).replace("OUT", str(tmp_path / "out")) for a in argv]
+    assert main(argv) == EXIT_USAGE
+    assert capsys.readouterr().err  # says why
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_nothing_found_exit_3(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no DICOM here")
+    assert _run(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1") == EXIT_NOTHING
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert data["counts"]["pairs"] == 0 and data["excluded"][0]["role"] == "NOT_DICOM"
+    assert "no LE/HE pair" in capsys.readouterr().err
+
+
+def test_unwritable_output_exit_4(phantom_root, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert _run(str(phantom_root), "--out", str(tmp_path / "file" / "out")) == EXIT_FATAL
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_weight_option_reaches_the_output(phantom_root, tmp_path):
+    out = tmp_path / "out"
+    assert _run(str(phantom_root), "--out", str(out), "--workers", "1", "--weight", "0.27", "--quiet") == EXIT_OK
+    ds = pydicom.dcmread(sorted(out.rglob("*_RC.dcm"))[0], stop_before_pixels=True)
+    assert "w = 0.27" in ds.DerivationDescription
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--scale", "0.1", "--seed", "3"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "summary" in text and str(out) in text
+    rc_files = sorted((out / "results").rglob("*_RC.dcm"))
+    assert len(rc_files) == 4  # one exam: R/L x CC/MLO
+    assert json.loads((out / "results" / "summary.json").read_text())["counts"]["done"] == 4
+    # a second run reuses the phantom and skips the finished pairs
+    assert main(["demo", "--out", str(out), "--scale", "0.1", "--seed", "3"]) == EXIT_OK
+    assert "reusing" in capsys.readouterr().out
+    assert json.loads((out / "results" / "summary.json").read_text())["counts"]["skipped"] == 4
+
+
+def test_demo_rejects_bad_scale(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scale", "3"]) == EXIT_USAGE
+    assert "--scale" in capsys.readouterr().err
