@@ -73,7 +73,7 @@ def moments_kernel(paths, mu, a1, a2, out_mean, out_second):  # pragma: no cover
 
     paths : (n_mat, n_pix) float64 path lengths (cm or mg/cm^2)
     mu    : (n_mat, n_e) float64 attenuation per unit path
-    a1,a2 : (n_e,) photons x e(E), photons x e(E)^2 per bin (no object)
+    a1,a2 : (n_e,) photons x eta E, photons x eta E^2 per bin (no object)
     out_* : (n_pix,) float64
     """
     n_mat = paths.shape[0]

@@ -1,15 +1,17 @@
 """Polyenergetic Beer-Lambert forward model and quantum noise.
 
 For one beam and pixel, with N(E) photons per bin reaching the detector plane
-(no object), transmission T(E) = exp(-sum_m mu_m(E) t_m) and absorbed energy per
-photon e(E) (:mod:`cemrecon.physics.detector`), the expected detector signal and its
-second moment are
+(no object), transmission T(E) = exp(-sum_m mu_m(E) t_m) and CsI absorption
+probability eta(E) (:mod:`cemrecon.physics.detector`; an absorbed photon deposits E),
+the expected detector signal and its second moment are
 
-    mean   = sum_E N(E) T(E) e(E)        [keV]
-    second = sum_E N(E) T(E) e(E)^2      [keV^2]
+    mean   = sum_E N(E) T(E) eta(E) E      = sum_E N T e(E)        [keV]
+    second = sum_E N(E) T(E) eta(E) E^2    = sum_E N T e(E) E      [keV^2]
 
-``second`` is the variance of a compound-Poisson signal (Poisson photon numbers in
-each bin, each photon depositing e(E)).  Every pixel is polyenergetic: no effective
+with e(E) = eta(E) E the expected absorbed energy per *incident* photon.  The absorbed
+photons in each bin are Poisson with mean N T eta and each deposits E, so ``second`` is
+exactly the variance of this compound-Poisson signal.  (Writing ``sum N T e(E)^2``
+would underestimate it by the factor eta.)  Every pixel is polyenergetic: no effective
 energy is used anywhere.
 """
 
@@ -70,7 +72,7 @@ class SignalModel:
     photons_per_mAs : ndarray
         Photons per bin per pixel per mAs at the detector (no object).
     absorbed_keV : ndarray
-        Expected absorbed energy per incident photon, e(E).
+        Expected absorbed energy per incident photon, e(E) = eta(E) E.
 
     Examples
     --------
@@ -118,7 +120,10 @@ class SignalModel:
         self.energies_keV = energies[keep]
         self.photons_per_mAs = photons[keep]
         self.absorbed_keV = absorbed[keep]
-        for a in (self.energies_keV, self.photons_per_mAs, self.absorbed_keV):
+        # per-bin weights of the two moments (no object, per mAs)
+        self._a1 = self.photons_per_mAs * self.absorbed_keV
+        self._a2 = self._a1 * self.energies_keV
+        for a in (self.energies_keV, self.photons_per_mAs, self.absorbed_keV, self._a1, self._a2):
             a.setflags(write=False)
         self._mu: dict[str, np.ndarray] = {}
 
@@ -163,8 +168,8 @@ class SignalModel:
         """
         if not isinstance(paths, Mapping):
             raise TypeError(f"paths must be a mapping of material -> path, got {type(paths).__name__}")
-        a1 = self.photons_per_mAs * self.absorbed_keV
-        a2 = a1 * self.absorbed_keV
+        a1 = self._a1
+        a2 = self._a2
         varying: list[tuple[str, np.ndarray]] = []
         shapes = []
         for name, value in paths.items():

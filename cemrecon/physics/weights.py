@@ -35,10 +35,10 @@ __all__ = ["predicted_weight", "iodine_sensitivity", "slab_paths", "slab_derivat
 
 
 @functools.lru_cache(maxsize=256)
-def _model(beam: Beam, paddle_pmma_mm: float) -> SignalModel:
+def _model(beam: Beam, paddle_pmma_mm: float, cover_mm: float) -> SignalModel:
     if not isinstance(beam, Beam):
         raise TypeError(f"beam must be a cemrecon.physics.Beam, got {type(beam).__name__}")
-    return SignalModel(beam, paddle_pmma_mm=paddle_pmma_mm)
+    return SignalModel(beam, paddle_pmma_mm=paddle_pmma_mm, cover_mm=cover_mm)
 
 
 def slab_paths(
@@ -75,6 +75,7 @@ def slab_derivatives(
     glandularity: float = 0.5,
     *,
     paddle_pmma_mm: float = C.PADDLE_PMMA_MM,
+    cover_mm: float = C.DETECTOR_COVER_MM,
     skin_mm: float = C.SKIN_MM,
     iodine_mg_cm2: float = 0.0,
 ) -> dict[str, float]:
@@ -87,7 +88,7 @@ def slab_derivatives(
         (d ln S / d g), ``d_iodine`` (d ln S / d mg cm^-2), ``d_thickness_mm``
         (d ln S / d T at fixed g, interior grows).
     """
-    model = _model(beam, float(paddle_pmma_mm))
+    model = _model(beam, float(paddle_pmma_mm), float(cover_mm))
     paths = slab_paths(thickness_mm, glandularity, skin_mm=skin_mm, iodine_mg_cm2=iodine_mg_cm2)
     interior_cm = paths["adipose"] + paths["glandular"]
     g = float(glandularity)
@@ -108,6 +109,7 @@ def predicted_weight(
     glandularity: float = 0.5,
     *,
     paddle_pmma_mm: float = C.PADDLE_PMMA_MM,
+    cover_mm: float = C.DETECTOR_COVER_MM,
     skin_mm: float = C.SKIN_MM,
 ) -> float:
     """Tissue-cancelling weight w = (d ln S_HE/d g) / (d ln S_LE/d g) for a slab.
@@ -119,8 +121,9 @@ def predicted_weight(
         Compressed thickness, skin included.
     glandularity : float, optional
         Volume glandular fraction of the interior at which the derivative is taken.
-    paddle_pmma_mm, skin_mm : float, optional
-        Paddle (2.5 mm PMMA) and skin per side (1.5 mm).
+    paddle_pmma_mm, cover_mm, skin_mm : float, optional
+        Paddle (2.5 mm PMMA), carbon-fibre detector cover (1 mm) and skin per side
+        (1.5 mm).
 
     Examples
     --------
@@ -128,7 +131,7 @@ def predicted_weight(
     >>> 0.23 < w < 0.26
     True
     """
-    kw = dict(paddle_pmma_mm=paddle_pmma_mm, skin_mm=skin_mm)
+    kw = dict(paddle_pmma_mm=paddle_pmma_mm, cover_mm=cover_mm, skin_mm=skin_mm)
     d_le = slab_derivatives(le_beam, thickness_mm, glandularity, **kw)["d_glandularity"]
     d_he = slab_derivatives(he_beam, thickness_mm, glandularity, **kw)["d_glandularity"]
     return float(d_he / d_le)
@@ -142,6 +145,7 @@ def iodine_sensitivity(
     glandularity: float = 0.5,
     *,
     paddle_pmma_mm: float = C.PADDLE_PMMA_MM,
+    cover_mm: float = C.DETECTOR_COVER_MM,
     skin_mm: float = C.SKIN_MM,
 ) -> float:
     """d RC / d (mg I/cm^2) for ``RC = ln S_HE - weight ln S_LE`` (negative, ~ -0.016).
@@ -151,7 +155,7 @@ def iodine_sensitivity(
     w = float(weight)
     if not math.isfinite(w):
         raise PhysicsError(f"weight={weight!r} must be finite")
-    kw = dict(paddle_pmma_mm=paddle_pmma_mm, skin_mm=skin_mm)
+    kw = dict(paddle_pmma_mm=paddle_pmma_mm, cover_mm=cover_mm, skin_mm=skin_mm)
     d_le = slab_derivatives(le_beam, thickness_mm, glandularity, **kw)["d_iodine"]
     d_he = slab_derivatives(he_beam, thickness_mm, glandularity, **kw)["d_iodine"]
     return float(d_he - w * d_le)
