@@ -231,85 +231,111 @@ def reuid(src: Path, dst: Path, *, shift_s: float = 0.0, tag: str = "copy") -> P
 
 @dataclass
 class Fate:
-    """Expected outcome of one file: role, and pair key suffix ('R/CC/0') or a reason fragment."""
+    """Expected outcome of one file: role, and the pair key when used or a reason fragment."""
 
     role: str
-    pair: str | None = None  # "<LAT>/<VIEW>/<index>" when used
+    pair: str | None = None  # full pair key "<study_uid>/<LAT>/<VIEW>/<index>" when used
     reason: str | None = None  # substring expected in the reason when excluded
 
 
-def build_messy_folder(exam_dirs: list[Path], root: Path) -> dict[Path, Fate]:
-    """Make a PACS-export-like mess from phantom exam folders (``<exam>/dicom/*.dcm``).
+def to_other_vendor(src: Path, dst: Path, *, study_uid: str) -> Path:
+    """Copy a GE-like phantom file as a CP-1342 / non-GE header in another study.
 
-    Uses the first exam for the distractors.  Returns ``{path: Fate}`` for every file
-    written under ``root``.
+    Token in Image Type value 5, no private tags, no View Position / Image Laterality:
+    only Laterality and an SCT View Code Sequence.  New SOP / FoR UIDs.
+    """
+    ds = dcmread(src)
+    token = next(t for t in ds.ImageType if t.endswith("_ENERGY"))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "", "", token]
+    ds.remove_private_tags()
+    ds.Manufacturer, ds.ManufacturerModelName = "Other Vendor", "Model X"
+    lat = ds.ImageLaterality
+    del ds.ImageLaterality, ds.ViewPosition, ds.PatientOrientation
+    ds.Laterality = lat
+    code, meaning = _VIEW_SCT["CC" if "cranio" in ds.ViewCodeSequence[0].CodeMeaning.lower() else "MLO"]
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, "SCT", meaning
+    ds.ViewCodeSequence = Sequence([item])
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = uid("other-series", study_uid, token)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("other", ds.SOPInstanceUID)
+    ds.FrameOfReferenceUID = uid("other-for", ds.FrameOfReferenceUID)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dst, enforce_file_format=True)
+    return dst
+
+
+def build_messy_folder(exam_dir: Path, root: Path) -> dict[Path, Fate]:
+    """Make a PACS-export-like mess from one phantom exam folder (``<exam>/dicom/*.dcm``).
+
+    Returns ``{path: Fate}`` for every file written under ``root``.
     """
     fates: dict[Path, Fate] = {}
     rng = np.random.default_rng(7)
     counter = iter(range(10_000))
 
     def shuffled(sub: str) -> Path:
+        (root / sub).mkdir(parents=True, exist_ok=True)
         return root / sub / f"IM{next(counter):05d}_{int(rng.integers(1e6)):06d}"
 
-    exam0 = sorted((exam_dirs[0] / "dicom").glob("*.dcm"))
-    by_name = {p.stem: p for p in exam0}
-    # 1. every phantom image, shuffled names, nested folders; R_MLO_LE becomes an orphan HE case
-    for ex, exam_dir in enumerate(exam_dirs):
-        for src in sorted((exam_dir / "dicom").glob("*.dcm")):
-            lat, view, energy = src.stem.split("_")
-            if ex == 0 and src.stem == "R_MLO_LE":
-                continue  # removed: its HE is an orphan
-            dst = shuffled(f"export/S{ex}/SER{'1' if energy == 'LE' else '2'}")
-            shutil.copyfile(src, dst)
-            if ex == 0 and src.stem == "R_MLO_HE":
-                fates[dst] = Fate("HE", reason="orphan HE")
-            else:
-                fates[dst] = Fate(energy, pair=f"{lat}/{view}/0")
-    # 2. late-phase repeat of L CC: new UIDs, +5 min
+    srcs = sorted((exam_dir / "dicom").glob("*.dcm"))
+    by_name = {p.stem: p for p in srcs}
+    study = str(dcmread(srcs[0], stop_before_pixels=True).StudyInstanceUID)
+    study2 = uid("second study", study)
+
+    # 1. the exam, shuffled names in nested folders; R_MLO_LE left out, so its HE is an orphan
+    for src in srcs:
+        lat, view, energy = src.stem.split("_")
+        if src.stem == "R_MLO_LE":
+            continue
+        dst = shuffled(f"export/S0/SER{'1' if energy == 'LE' else '2'}")
+        shutil.copyfile(src, dst)
+        fates[dst] = (Fate("HE", reason="orphan HE") if src.stem == "R_MLO_HE"
+                      else Fate(energy, pair=f"{study}/{lat}/{view}/0"))
+    # 2. a second study written by another vendor: CP-1342 Image Type (value 5), SCT codes only
+    for src in srcs:
+        lat, view, energy = src.stem.split("_")
+        dst = to_other_vendor(src, shuffled("export/S1/x"), study_uid=study2)
+        fates[dst] = Fate(energy, pair=f"{study2}/{lat}/{view}/0")
+    # 3. late-phase repeat of L CC: new UIDs, +5 min
     for energy in ("LE", "HE"):
         dst = reuid(by_name[f"L_CC_{energy}"], shuffled("export/late"), shift_s=300.0, tag="late")
-        fates[dst] = Fate(energy, pair="L/CC/1")
-    # 3. exact duplicate (same SOP Instance UID) of R_CC_LE, in another folder
+        fates[dst] = Fate(energy, pair=f"{study}/L/CC/1")
+    # 4. exact duplicate (same SOP Instance UID) of R_CC_LE; "dup" sorts after "S0", so it is the copy
     dst = shuffled("export/dup")
     shutil.copyfile(by_name["R_CC_LE"], dst)
-    fates[dst] = Fate("LE", reason="duplicate")
-    # the original sorts first by path? not guaranteed: fixed below by the caller's check
-    # 4. truncated copy (new UIDs so it is not a duplicate) of L_MLO_HE
-    tmp = reuid(by_name["L_MLO_HE"], root / "_tmp_trunc.dcm", tag="trunc")
-    dst = truncate_copy(tmp, shuffled("export/trunc"), drop_bytes=1000)
+    fates[dst] = Fate("LE", reason="duplicate of SOP Instance UID")
+    # 5. truncated copy (new UIDs, so not a duplicate) of L_MLO_HE
+    tmp = reuid(by_name["L_MLO_HE"], root / "_tmp.dcm", tag="trunc")
+    fates[truncate_copy(tmp, shuffled("export/trunc"), drop_bytes=1000)] = Fate("UNREADABLE", reason="truncated")
     tmp.unlink()
-    fates[dst] = Fate("UNREADABLE", reason="truncated")
-    # 5. compressed pair (JPEG 2000 lossless) and a JPEG-LS / RLE pair: late-phase repeats of R CC
+    # 6. compressed repeats of R CC: JPEG 2000 lossless, JPEG-LS lossless, RLE (10, 20, 30 min later)
     for k, syntax in enumerate((JPEG2000Lossless, JPEGLSLossless, RLELossless)):
         for energy in ("LE", "HE"):
-            tmp = reuid(by_name[f"R_CC_{energy}"], root / "_tmp_c.dcm", shift_s=600.0 * (k + 1), tag=f"c{k}")
-            ds = dcmread(tmp)
+            tmp = reuid(by_name[f"R_CC_{energy}"], root / "_tmp.dcm", shift_s=600.0 * (k + 1), tag=f"c{k}")
+            dst = write(dcmread(tmp), shuffled("export/compressed"), syntax=syntax)
             tmp.unlink()
-            dst = write(ds, shuffled("export/compressed"), syntax=syntax)
-            fates[dst] = Fate(energy, pair=f"R/CC/{k + 1}")
-    # 6. truncated JPEG 2000 (fragment cut)
-    tmp = reuid(by_name["L_CC_LE"], root / "_tmp_j.dcm", shift_s=1200.0, tag="j2k-trunc")
-    ds = dcmread(tmp)
+            fates[dst] = Fate(energy, pair=f"{study}/R/CC/{k + 1}")
+    # 7. truncated JPEG 2000 copy: its header alone looks fine
+    tmp = reuid(by_name["L_CC_LE"], root / "_tmp.dcm", shift_s=1200.0, tag="j2k-trunc")
+    full = write(dcmread(tmp), root / "_tmp2.dcm", syntax=JPEG2000Lossless)
     tmp.unlink()
-    full = write(ds, root / "_tmp_j2.dcm", syntax=JPEG2000Lossless)
-    dst = truncate_copy(full, shuffled("export/trunc"), drop_bytes=max(200, full.stat().st_size // 3))
+    dst = truncate_copy(full, shuffled("export/trunc"), drop_bytes=full.stat().st_size // 3)
     full.unlink()
     fates[dst] = Fate("UNREADABLE", reason="truncated")
-    # 7. For Presentation distractor and a vendor RC distractor
+    # 8. For Presentation distractor and a vendor RC distractor
     ds = dcmread(by_name["L_CC_LE"])
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("forpres", ds.SOPInstanceUID)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DM_PRESENTATION
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.PixelIntensityRelationship = "LOG"
     ds.PixelIntensityRelationshipSign = -1
-    dst = write(ds, shuffled("export/pres"))
-    fates[dst] = Fate("OTHER_IMAGE", reason="For Presentation")
+    fates[write(ds, shuffled("export/pres"))] = Fate("OTHER_IMAGE", reason="For Presentation")
     ds = dcmread(by_name["L_CC_LE"])
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("rc", ds.SOPInstanceUID)
     ds.ImageType = ["DERIVED", "PRIMARY", "", "RECOMBINED"]
-    dst = write(ds, shuffled("export/rc"))
-    fates[dst] = Fate("VENDOR_RC", reason="recombined")
-    # 8. unrelated modality, a dose SR, non-DICOM junk
+    fates[write(ds, shuffled("export/rc"))] = Fate("VENDOR_RC", reason="recombined")
+    # 9. unrelated modality, a dose SR, non-DICOM junk
     fates[make_ct(shuffled("export/other"))] = Fate("OTHER_IMAGE", reason="modality CT")
     fates[make_non_image(shuffled("export/other"))] = Fate("NON_IMAGE", reason="non-image")
     junk = shuffled("export")

@@ -461,7 +461,8 @@ def _acquisition_datetime(ds: Dataset) -> datetime | None:
     if adt:
         try:
             value = DT(adt)
-            return value.replace(tzinfo=None) if isinstance(value, datetime) else None
+            if isinstance(value, datetime):  # a plain naive datetime, local time of the modality
+                return datetime.combine(value.date(), value.time())
         except ValueError:
             pass
     for date_kw, time_kw in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime")):
@@ -472,7 +473,7 @@ def _acquisition_datetime(ds: Dataset) -> datetime | None:
             except ValueError:
                 continue
             if dd is not None and tt is not None:
-                return datetime.combine(dd, tt)
+                return datetime.combine(dd, tt.replace(tzinfo=None))
     return None
 
 
