@@ -145,7 +145,8 @@ _COPY_FROM_LE = (
     "AnatomicRegionSequence", "BodyPartExamined", "PositionerType", "PositionerPrimaryAngle",
     "PositionerSecondaryAngle", "OrganExposed", "BreastImplantPresent", "PartialView",
     "PartialViewDescription", "BodyPartThickness", "CompressionForce",
-    "ImagerPixelSpacing", "PixelSpacing", "PixelSpacingCalibrationType", "EstimatedRadiographicMagnificationFactor",
+    "ImagerPixelSpacing", "PixelSpacing", "PixelSpacingCalibrationType", "PixelSpacingCalibrationDescription",
+    "EstimatedRadiographicMagnificationFactor",
     "DistanceSourceToDetector", "DistanceSourceToPatient",
     "FieldOfViewShape", "FieldOfViewDimensions", "FieldOfViewOrigin", "FieldOfViewRotation",
     "FieldOfViewHorizontalFlip",
@@ -485,6 +486,8 @@ def _base_dataset(
         key = (str(ds.get("ImageLaterality", le.get("Laterality", ""))).upper(), str(le.get("ViewPosition", "")).upper())
         ds.PatientOrientation = _DEFAULT_ORIENTATION.get(key, "")
         logger.info("LE header has no Patient Orientation; using %r for %s", ds.PatientOrientation, key)
+    if "PixelSpacingCalibrationType" in ds and "PixelSpacingCalibrationDescription" not in ds:
+        ds.PixelSpacingCalibrationDescription = "as in the source LE image"  # Type 1C with the Type
     if "FrameOfReferenceUID" in ds and "PositionReferenceIndicator" not in ds:
         ds.PositionReferenceIndicator = ""  # type 2 in the Frame of Reference module
     # --- breast / view (defaults if the LE header lacks them)
