@@ -1,0 +1,427 @@
+"""Tissue-cancelling weights for ``RC = ln(HE - d) - w ln(LE - d)``.
+
+Four ways to choose ``w`` (the ``weight=`` argument of :func:`cemrecon.recombine`):
+
+``float``
+    Explicit, e.g. from a calibration.
+``None`` (default): physics-predicted
+    :func:`physics_weight` -- ``cemrecon.physics.predicted_weight`` for the pair's
+    own beams (kVp, anode, filter) and compressed thickness, i.e. the weight that
+    cancels a glandular/adipose swap in a slab of that thickness (reference
+    physics.md section 1, Table 2).  Cached on the beams and the thickness rounded
+    to :data:`THICKNESS_ROUND_MM`, so a repeat costs a dictionary look-up.
+``"thickness"``: thickness-aware map
+    :func:`thickness_maps` -- a local thickness ``T(x, y)`` from the compressed
+    thickness and the LE signal across the peripheral roll-off, then a per-pixel
+    weight ``w(T)`` and the model's thickness term, which removes the rim
+    ("breast-within-breast") artefact.  See that function for the model.
+``"image"``: image-based
+    :func:`image_weight` -- the least-squares ``w`` that minimises band-passed
+    anatomical texture of RC inside the breast; for data whose headers cannot be
+    trusted.
+
+All functions here work on natural-log images (float) and know nothing of DICOM.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from cemrecon.errors import PhysicsError
+
+__all__ = [
+    "THICKNESS_ROUND_MM",
+    "GLANDULARITY_DEFAULT",
+    "ROLLOFF_FULL_MM",
+    "ROLLOFF_NONE_MM",
+    "physics_weight",
+    "weight_curve",
+    "WeightCurve",
+    "ThicknessMaps",
+    "thickness_maps",
+    "image_weight",
+    "breast_mask_lowres",
+    "block_mean",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Thickness rounding of the weight cache.  dw/dT is about 0.009 per cm
+#: (physics.md Table 2), so rounding to 0.5 mm changes w by <= 2.3e-4, which
+#: leaves < 0.004 mg I/cm^2 per cm of glandular/adipose swap (0.14 per 0.01 of w).
+THICKNESS_ROUND_MM = 0.5
+
+#: Glandular fraction at which weights are evaluated when none is given: the
+#: midpoint of the model; w varies with it far less than with thickness.
+GLANDULARITY_DEFAULT = 0.5
+
+#: Thickness-aware mode: the LE-derived thickness is used fully within this
+#: distance of the skin line ...
+ROLLOFF_FULL_MM = 20.0
+#: ... and not at all beyond this one (linear taper between).  A compressed
+#: breast rolls off over its last 10-20 mm (the phantom uses 0.3 T clipped to
+#: 10-20 mm); further in, LE variations are composition, not thickness.
+ROLLOFF_NONE_MM = 30.0
+
+#: Low-resolution pixel for thickness estimation (mm): averages quantum noise and
+#: makes the distance transform and smoothing cheap.
+_THICKNESS_PIXEL_MM = 0.8
+#: Gaussian smoothing of ln LE before reading it as thickness (mm).
+_THICKNESS_SMOOTH_MM = 1.5
+#: ln LE drop below the open-field level that marks tissue (about 1 mm of tissue at LE).
+_TISSUE_DROP = 0.05
+#: Thinnest tissue the slab model accepts (mm): twice the 1.5 mm skin plus a margin.
+_MIN_MODEL_THICKNESS_MM = 3.5
+
+#: Image-based weight: low-resolution pixel (mm) and band-pass scales (mm).
+_IMAGE_PIXEL_MM = 0.4
+_IMAGE_BAND_MM = (0.8, 4.0)
+#: Image-based weight: exclude this margin (mm) from the skin line (roll-off).
+_IMAGE_MARGIN_MM = 20.0
+#: Accepted range of an image-based weight (outside it the fit has failed).
+_IMAGE_WEIGHT_RANGE = (0.02, 0.8)
+
+
+def _physics():
+    # imported lazily: spekpy/xraylib load on first use
+    from cemrecon.physics import weights as pw
+
+    return pw
+
+
+@functools.lru_cache(maxsize=512)
+def _predicted_weight_cached(le_beam: Any, he_beam: Any, thickness_mm: float, glandularity: float) -> float:
+    return float(_physics().predicted_weight(le_beam, he_beam, thickness_mm, glandularity))
+
+
+def physics_weight(
+    le_beam: Any, he_beam: Any, thickness_mm: float, *, glandularity: float = GLANDULARITY_DEFAULT
+) -> float:
+    """Physics-predicted tissue-cancelling weight, cached.
+
+    Parameters
+    ----------
+    le_beam, he_beam : cemrecon.physics.Beam
+    thickness_mm : float
+        Compressed breast thickness; rounded to :data:`THICKNESS_ROUND_MM`.
+    glandularity : float, optional
+        Glandular volume fraction at which w is evaluated (rounded to 0.01).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    PhysicsError
+        Thickness or beams outside the model.
+
+    Examples
+    --------
+    >>> from cemrecon.physics import Beam
+    >>> w = physics_weight(Beam("Rh", "Rh", 0.025, 31), Beam("Rh", "Cu", 0.3, 49), 50.0)
+    >>> round(w, 2)
+    0.24
+    """
+    t = round(float(thickness_mm) / THICKNESS_ROUND_MM) * THICKNESS_ROUND_MM
+    return _predicted_weight_cached(le_beam, he_beam, t, round(float(glandularity), 2))
+
+
+@dataclass(frozen=True)
+class WeightCurve:
+    """Slab-model curves over thickness for one beam pair (read-only arrays).
+
+    ``thickness_mm`` grid, cancelling ``weight``, and ``ln_le`` / ``ln_he``: ln of the
+    expected signal of a slab of that thickness (model units; only differences are used).
+    """
+
+    thickness_mm: np.ndarray
+    weight: np.ndarray
+    ln_le: np.ndarray
+    ln_he: np.ndarray
+
+    def at(self, thickness_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(weight, ln_le, ln_he)`` interpolated at ``thickness_mm``."""
+        t = self.thickness_mm
+        return (
+            np.interp(thickness_mm, t, self.weight),
+            np.interp(thickness_mm, t, self.ln_le),
+            np.interp(thickness_mm, t, self.ln_he),
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def weight_curve(le_beam: Any, he_beam: Any, *, glandularity: float = GLANDULARITY_DEFAULT,
+                 max_thickness_mm: float = 120.0) -> WeightCurve:
+    """Cancelling weight and slab log-signals on a 1 mm thickness grid (cached, ~10 ms)."""
+    pw = _physics()
+    grid = np.arange(_MIN_MODEL_THICKNESS_MM, max_thickness_mm + 0.5, 1.0)
+    ln_le = np.empty_like(grid)
+    ln_he = np.empty_like(grid)
+    weight = np.empty_like(grid)
+    for i, t in enumerate(grid):
+        d_le = pw.slab_derivatives(le_beam, t, glandularity)
+        d_he = pw.slab_derivatives(he_beam, t, glandularity)
+        ln_le[i] = d_le["ln_signal"]
+        ln_he[i] = d_he["ln_signal"]
+        weight[i] = d_he["d_glandularity"] / d_le["d_glandularity"]
+    for a in (grid, weight, ln_le, ln_he):
+        a.setflags(write=False)
+    return WeightCurve(grid, weight, ln_le, ln_he)
+
+
+# ------------------------------------------------------------------------------------
+# low-resolution helpers
+# ------------------------------------------------------------------------------------
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks (float64); edge blocks are partial means."""
+    if factor <= 1:
+        return np.asarray(image, dtype=np.float64)
+    h, w = image.shape
+    hp, wp = -(-h // factor) * factor, -(-w // factor) * factor
+    padded = np.pad(np.asarray(image, dtype=np.float64), ((0, hp - h), (0, wp - w)))
+    ones = np.pad(np.ones((h, w)), ((0, hp - h), (0, wp - w)))
+    sums = padded.reshape(hp // factor, factor, wp // factor, factor).sum(axis=(1, 3))
+    counts = ones.reshape(hp // factor, factor, wp // factor, factor).sum(axis=(1, 3))
+    return sums / counts
+
+
+def _upsample(low: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a block-mean grid back to ``shape`` (float32)."""
+    if factor <= 1:
+        return np.ascontiguousarray(low[: shape[0], : shape[1]], dtype=np.float32)
+    # block centres sit at (k + 0.5) * factor - 0.5 in full-resolution pixels
+    rows = (np.arange(shape[0]) + 0.5) / factor - 0.5
+    cols = (np.arange(shape[1]) + 0.5) / factor - 0.5
+    rows = np.clip(rows, 0, low.shape[0] - 1)
+    cols = np.clip(cols, 0, low.shape[1] - 1)
+    r0 = np.minimum(rows.astype(np.intp), low.shape[0] - 2) if low.shape[0] > 1 else np.zeros_like(rows, np.intp)
+    c0 = np.minimum(cols.astype(np.intp), low.shape[1] - 2) if low.shape[1] > 1 else np.zeros_like(cols, np.intp)
+    fr = (rows - r0)[:, None] if low.shape[0] > 1 else np.zeros((shape[0], 1))
+    fc = (cols - c0)[None, :] if low.shape[1] > 1 else np.zeros((1, shape[1]))
+    r1 = np.minimum(r0 + 1, low.shape[0] - 1)
+    c1 = np.minimum(c0 + 1, low.shape[1] - 1)
+    low32 = low.astype(np.float32)
+    top = low32[r0][:, c0] * (1 - fc) + low32[r0][:, c1] * fc
+    bottom = low32[r1][:, c0] * (1 - fc) + low32[r1][:, c1] * fc
+    return np.ascontiguousarray((top * (1 - fr) + bottom * fr).astype(np.float32))
+
+
+def _factor(pixel_mm: float, target_mm: float) -> int:
+    return max(1, int(round(target_mm / pixel_mm)))
+
+
+def breast_mask_lowres(ln_le_low: np.ndarray) -> np.ndarray:
+    """Breast (tissue) mask on a low-resolution ln LE image.
+
+    Tissue is where ln LE is at least :data:`_TISSUE_DROP` below the open-field
+    level (99.5th percentile); holes are filled and the largest component kept.
+    If there is no open field (the breast fills the detector), everything is tissue.
+    """
+    open_field = float(np.percentile(ln_le_low, 99.5))
+    mask = ln_le_low < open_field - _TISSUE_DROP
+    if mask.mean() > 0.985:  # no air in view: percentile is tissue, mask everything
+        return np.ones_like(mask)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+        mask = labels == (1 + int(np.argmax(sizes)))
+    return ndimage.binary_fill_holes(mask)
+
+
+def _masked_smooth(values: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing restricted to ``mask`` (normalised convolution)."""
+    m = mask.astype(np.float64)
+    num = ndimage.gaussian_filter(values * m, sigma_px, mode="nearest")
+    den = ndimage.gaussian_filter(m, sigma_px, mode="nearest")
+    out = np.where(den > 1e-6, num / np.maximum(den, 1e-6), values)
+    return np.where(mask, out, values)
+
+
+# ------------------------------------------------------------------------------------
+# thickness-aware weight
+# ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThicknessMaps:
+    """Per-pixel maps of the thickness-aware recombination (full resolution, float32).
+
+    ``RC = ln HE - weight_map * ln LE + offset_map``.  ``thickness_mm`` is the local
+    thickness estimate, ``mask`` the breast mask, ``weight_interior`` the weight at
+    the compressed thickness and ``ln_le_reference`` the interior ln LE level.
+    """
+
+    weight_map: np.ndarray
+    offset_map: np.ndarray
+    thickness_mm: np.ndarray
+    mask: np.ndarray
+    weight_interior: float
+    ln_le_reference: float
+
+
+def thickness_maps(
+    ln_le: np.ndarray,
+    *,
+    thickness_mm: float,
+    pixel_mm: float,
+    le_beam: Any,
+    he_beam: Any,
+    glandularity: float = GLANDULARITY_DEFAULT,
+) -> ThicknessMaps:
+    """Thickness-aware weight and offset maps that remove the rim artefact.
+
+    Model (slab model of :mod:`cemrecon.physics.weights`; physics.md section 1):
+
+    1. ``L`` = ln LE averaged to ~0.8 mm pixels and smoothed (1.5 mm) inside the
+       breast mask; ``L_ref`` its median in the interior (> 30 mm from the skin line),
+       taken to be tissue of the compressed thickness ``T0``.
+    2. Local thickness: ``T(x)`` solves ``lnLE_slab(T) - lnLE_slab(T0) = L(x) - L_ref``
+       (polyenergetic slab curve, beam hardening included), clipped to
+       ``[3.5 mm, T0]``, and blended back to ``T0`` between 20 and 30 mm from the skin
+       line (further in, LE changes are composition, not thickness).
+    3. Per pixel: ``w(x) = w_slab(T(x))``, the cancelling weight at the local
+       thickness (physics.md Table 2), and the slab model's RC change due to the
+       thinning, ``dRC(T) = [lnHE(T) - lnHE(T0)] - w(T) [lnLE(T) - lnLE(T0)]``, is
+       removed (RC of tissue at ``T`` then reads as tissue at ``T0``: +1 cm reads
+       as +6-8 mg I/cm^2 otherwise).  LE is referenced to ``L_ref`` so that a
+       change of weight does not shift RC by ``dw * ln(DN)``:
+
+       ``RC = ln HE - w(x) (ln LE - L_ref) - w0 L_ref - dRC(T(x))``,
+
+       written as ``ln HE - w(x) ln LE + offset(x)``; in the interior ``w = w0``,
+       ``offset = 0``, identical to the scalar physics weight.
+
+    Parameters
+    ----------
+    ln_le : ndarray, shape (H, W)
+        Natural log of the offset-corrected LE image.
+    thickness_mm : float
+        Compressed thickness ``T0``.
+    pixel_mm : float
+        Pixel spacing at the detector.
+    le_beam, he_beam : cemrecon.physics.Beam
+    glandularity : float, optional
+
+    Returns
+    -------
+    ThicknessMaps
+    """
+    t0 = float(thickness_mm)
+    curve = weight_curve(le_beam, he_beam, glandularity=round(float(glandularity), 2),
+                         max_thickness_mm=max(120.0, np.ceil(t0) + 1.0))
+    if not curve.thickness_mm[0] < t0 <= curve.thickness_mm[-1]:
+        raise PhysicsError(f"thickness_mm={t0!r} outside the slab model's "
+                           f"{curve.thickness_mm[0]:g}-{curve.thickness_mm[-1]:g} mm")
+    factor = _factor(pixel_mm, _THICKNESS_PIXEL_MM)
+    low_mm = factor * pixel_mm
+    low = block_mean(ln_le, factor)
+    mask = breast_mask_lowres(low)
+    smooth = _masked_smooth(low, mask, _THICKNESS_SMOOTH_MM / low_mm)
+    dist_mm = ndimage.distance_transform_edt(mask) * low_mm
+    interior = mask & (dist_mm > ROLLOFF_NONE_MM)
+    if np.count_nonzero(interior) < 25:
+        # small breast (or small field): the innermost quarter stands in for the interior
+        cut = np.percentile(dist_mm[mask], 75) if mask.any() else 0.0
+        interior = mask & (dist_mm >= cut)
+        logger.info("thickness map: breast has no pixel %.0f mm from the skin line; "
+                    "using the innermost quarter as interior", ROLLOFF_NONE_MM)
+    l_ref = float(np.median(smooth[interior])) if interior.any() else float(np.median(smooth))
+
+    w0, le_t0, he_t0 = (float(v) for v in curve.at(np.array([t0])))
+    # invert the (decreasing) slab curve lnLE(T) - lnLE(T0) on [Tmin, T0]
+    sel = curve.thickness_mm <= t0
+    t_grid = np.append(curve.thickness_mm[sel], t0)
+    d_grid = np.append(curve.ln_le[sel], le_t0) - le_t0  # decreasing, ends at 0
+    delta = smooth - l_ref
+    t_est = np.interp(-delta, -d_grid, t_grid)  # np.interp needs increasing x
+    taper = np.clip((ROLLOFF_NONE_MM - dist_mm) / (ROLLOFF_NONE_MM - ROLLOFF_FULL_MM), 0.0, 1.0)
+    t_loc = t0 - taper * (t0 - t_est)
+    t_loc = np.where(mask, t_loc, t_grid[0])
+
+    w_loc, le_loc, he_loc = curve.at(t_loc)
+    d_rc = (he_loc - he_t0) - w_loc * (le_loc - le_t0)
+    offset = (w_loc - w0) * l_ref - d_rc
+    shape = ln_le.shape
+    weight_map = np.clip(_upsample(w_loc, factor, shape), 0.0, 1.0)
+    return ThicknessMaps(
+        weight_map=weight_map,
+        offset_map=_upsample(offset, factor, shape),
+        thickness_mm=_upsample(t_loc, factor, shape),
+        mask=_upsample(mask.astype(np.float32), factor, shape) >= 0.5,
+        weight_interior=w0,
+        ln_le_reference=l_ref,
+    )
+
+
+# ------------------------------------------------------------------------------------
+# image-based weight
+# ------------------------------------------------------------------------------------
+
+
+def image_weight(ln_le: np.ndarray, ln_he: np.ndarray, *, pixel_mm: float) -> float:
+    """Weight that minimises residual anatomical texture of RC inside the breast.
+
+    With ``b_L``, ``b_H`` the band-passed (difference of Gaussians, 0.8-4 mm) ln LE
+    and ln HE on ~0.4 mm pixels, restricted to the breast more than 20 mm from the
+    skin line, the high-pass energy ``sum (b_H - w b_L)^2`` of RC is minimal at
+    ``w = sum b_H b_L / sum b_L^2`` (least squares).  Texture is glandular/adipose
+    composition, which is what ``w`` must cancel; the band excludes the thickness
+    roll-off (low frequencies) and most quantum noise (block averaging + upper
+    cut).  Iodine enhancement is a small part of the band energy; quantum noise in
+    LE biases ``w`` low by ``var(noise)/var(b_L)`` (a few percent at clinical dose).
+
+    Parameters
+    ----------
+    ln_le, ln_he : ndarray, shape (H, W)
+        Natural logs of the offset-corrected images.
+    pixel_mm : float
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Too little breast to fit, or a fitted weight outside 0.02-0.8 (the images
+        are not an LE/HE pair of one breast, or hold no texture).
+    """
+    factor = _factor(pixel_mm, _IMAGE_PIXEL_MM)
+    low_mm = factor * pixel_mm
+    le_low = block_mean(ln_le, factor)
+    he_low = block_mean(ln_he, factor)
+    mask = breast_mask_lowres(le_low)
+    region = ndimage.distance_transform_edt(mask) * low_mm > _IMAGE_MARGIN_MM
+    if np.count_nonzero(region) < 100:
+        region = ndimage.binary_erosion(mask, iterations=max(1, int(5.0 / low_mm)))
+    if np.count_nonzero(region) < 100:
+        raise ValueError(
+            f"weight='image' needs at least 100 low-resolution breast pixels, found "
+            f"{int(np.count_nonzero(region))}; pass an explicit weight instead"
+        )
+    s1, s2 = (s / low_mm for s in _IMAGE_BAND_MM)
+
+    def band(x: np.ndarray) -> np.ndarray:
+        filled = np.where(mask, x, np.median(x[mask]))
+        return ndimage.gaussian_filter(filled, s1) - ndimage.gaussian_filter(filled, s2)
+
+    b_le = band(le_low)[region]
+    b_he = band(he_low)[region]
+    denom = float(np.dot(b_le, b_le))
+    w = float(np.dot(b_he, b_le) / denom) if denom > 0 else float("nan")
+    lo, hi = _IMAGE_WEIGHT_RANGE
+    if not lo <= w <= hi:
+        raise ValueError(
+            f"weight='image': fitted weight {w:.4g} is outside {lo}-{hi}; the images hold "
+            "too little texture or are not an LE/HE pair; pass an explicit weight instead"
+        )
+    return w
