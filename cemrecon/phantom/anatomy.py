@@ -101,7 +101,7 @@ def detector_shape(scale: float) -> tuple[tuple[int, int], float]:
 
 # ----------------------------------------------------------------------------- fields
 def power_law_noise(shape: tuple[int, int], *, beta: float = TEXTURE_BETA, rng: np.random.Generator,
-                    f_min_rel: float = 2.0) -> np.ndarray:
+                    f_min_rel: float = 2.0, smooth_px: float = 0.0) -> np.ndarray:
     """Zero-mean, unit-variance Gaussian noise with power spectrum ``~ 1/f**beta``.
 
     ``f_min_rel`` (in units of the lowest grid frequency) caps the spectrum at low
@@ -115,7 +115,11 @@ def power_law_noise(shape: tuple[int, int], *, beta: float = TEXTURE_BETA, rng: 
     f = np.maximum(f, f_min_rel)
     amp = f ** (-beta / 2.0)
     amp[0, 0] = 0.0
-    spec = amp * (rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape))
+    if smooth_px > 0:  # Gaussian low-pass: exp(-2 pi^2 sigma^2 k^2), k in cycles per sample
+        k2 = (fy / ny) ** 2 + (fx / nx) ** 2
+        amp = amp * np.exp(-2.0 * np.pi**2 * smooth_px**2 * k2)
+    spec = amp * (rng.standard_normal(amp.shape, dtype=np.float32)
+                  + 1j * rng.standard_normal(amp.shape, dtype=np.float32))
     out = np.fft.irfft2(spec, s=shape)
     out -= out.mean()
     sd = out.std()
@@ -153,19 +157,17 @@ def _field_grid_shape(shape: tuple[int, int], pixel_mm: float) -> tuple[int, int
 
 
 def noise_on_grid(shape: tuple[int, int], pixel_mm: float, *, rng: np.random.Generator,
-                  beta: float = TEXTURE_BETA, smooth_mm: float = 0.0) -> np.ndarray:
-    """Power-law noise generated on the fixed 0.2 mm field grid and resampled to pixels.
+                  beta: float = TEXTURE_BETA, smooth_mm: float = 0.0,
+                  grid_mm: float = FIELD_GRID_MM) -> np.ndarray:
+    """Power-law noise generated on a fixed ``grid_mm`` grid covering the detector and
+    resampled to pixels (so the field is the same in mm at every ``scale``).
 
-    ``smooth_mm`` > 0 low-passes the field with a Gaussian of that sigma (in mm) first.
+    ``smooth_mm`` > 0 multiplies the spectrum by a Gaussian low-pass of that sigma (in mm).
     """
-    gshape = _field_grid_shape((FULL_ROWS, FULL_COLUMNS), FULL_PIXEL_MM)
-    n = power_law_noise(gshape, beta=beta, rng=rng)
-    if smooth_mm > 0:
-        from scipy.ndimage import gaussian_filter
-
-        n = gaussian_filter(n, smooth_mm / FIELD_GRID_MM, mode="reflect")
-        n = (n - n.mean()) / max(n.std(), 1e-12)
-    return resample_field(n, FIELD_GRID_MM, shape, pixel_mm)
+    gshape = (int(np.ceil(FULL_ROWS * FULL_PIXEL_MM / grid_mm)) + 1,
+              int(np.ceil(FULL_COLUMNS * FULL_PIXEL_MM / grid_mm)) + 1)
+    n = power_law_noise(gshape, beta=beta, rng=rng, smooth_px=smooth_mm / grid_mm)
+    return resample_field(n, grid_mm, shape, pixel_mm)
 
 
 # ----------------------------------------------------------------------------- shape

@@ -433,6 +433,36 @@ def _write_json(path: Path, obj: dict) -> None:
     _atomic_bytes(path, lambda fh: fh.write(data))
 
 
+def write_pair_dicom(dicom_dir: Path, stem: str, sim, *, exam_seed_: int, index: int, lat: str, view: str,
+                     study_uid: str, series_uid: str, for_uid: str, first_instance: int,
+                     acquisition_start: _dt.datetime, image_type_style: str = "ge",
+                     out: dict | None = None) -> dict:
+    """Write the LE and HE DICOM files of one simulated view (``<stem>_LE.dcm``, ``_HE.dcm``)."""
+    from cemrecon.phantom import dicom as _dcm
+
+    out = {} if out is None else out
+    exam_id = f"PHANTOM{index + 1:04d}"
+    for k, (energy, pixels, beam, mas, dt_s, exp_s) in enumerate((
+            ("LE", sim.le, sim.le_beam, sim.mas_le, 0.0, LE_EXPOSURE_S),
+            ("HE", sim.he, sim.he_beam, sim.mas_he, LE_TO_HE_S, HE_EXPOSURE_S))):
+        header = _dcm.ImageHeader(
+            energy=energy, laterality=lat, view=view, patient_name=f"PHANTOM^{index + 1:04d}",
+            patient_id=exam_id, study_uid=study_uid, series_uid=series_uid,
+            sop_uid=_dcm.uid_from(exam_seed_, stem, energy), frame_of_reference_uid=for_uid,
+            study_id=f"{index + 1}", accession_number=f"CEMPH{index + 1:06d}",
+            instance_number=first_instance + k,
+            acquisition_datetime=acquisition_start + _dt.timedelta(seconds=dt_s), study_datetime=STUDY_DATETIME,
+            kvp=beam.kvp, anode=beam.anode, filter_material=beam.filter_material,
+            filter_mm=beam.filter_mm, mas=mas, exposure_time_ms=exp_s * 1000.0,
+            thickness_mm=sim.thickness_mm, compression_force_n=sim.compression_force_n,
+            pixel_mm=sim.pixel_mm, dark_offset_dn=sim.dark_offset_dn,
+            gain_dn_per_kev=sim.gain_dn_per_keV, image_type_style=image_type_style, seed=exam_seed_)
+        path = dicom_dir / f"{stem}_{energy}.dcm"
+        _dcm.write_dataset(_dcm.build_dataset(pixels, header), path)
+        out[f"{stem}_{energy}"] = path
+    return out
+
+
 def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
                 image_type_style: str = "ge", first_index: int = 0, **options) -> list[ExamTruth]:
     """Write ``n_exams`` phantom CEM exams (R/L x CC/MLO, LE + HE each) under ``outdir``.
@@ -476,28 +506,15 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
             sim = simulate_view(seed=es, scale=scale, laterality=lat, view=view, **options)
             for_uid = _dcm.uid_from(es, lat, view, "frame-of-reference")
             t_le = STUDY_DATETIME + _dt.timedelta(seconds=FIRST_VIEW_AFTER_STUDY_S + vi * BETWEEN_VIEWS_S)
-            for energy, pixels, beam, mas, dt_s, exp_s in (
-                    ("LE", sim.le, sim.le_beam, sim.mas_le, 0.0, LE_EXPOSURE_S),
-                    ("HE", sim.he, sim.he_beam, sim.mas_he, LE_TO_HE_S, HE_EXPOSURE_S)):
-                inst += 1
-                header = _dcm.ImageHeader(
-                    energy=energy, laterality=lat, view=view, patient_name=f"PHANTOM^{i + 1:04d}",
-                    patient_id=exam_id, study_uid=study_uid, series_uid=series_uid,
-                    sop_uid=_dcm.uid_from(es, lat, view, energy), frame_of_reference_uid=for_uid,
-                    study_id=f"{i + 1}", accession_number=f"CEMPH{i + 1:06d}", instance_number=inst,
-                    acquisition_datetime=t_le + _dt.timedelta(seconds=dt_s), study_datetime=STUDY_DATETIME,
-                    kvp=beam.kvp, anode=beam.anode, filter_material=beam.filter_material,
-                    filter_mm=beam.filter_mm, mas=mas, exposure_time_ms=exp_s * 1000.0,
-                    thickness_mm=sim.thickness_mm, compression_force_n=sim.compression_force_n,
-                    pixel_mm=sim.pixel_mm, dark_offset_dn=sim.dark_offset_dn,
-                    gain_dn_per_kev=sim.gain_dn_per_keV, image_type_style=image_type_style, seed=es)
-                path = edir / "dicom" / f"{lat}_{view}_{energy}.dcm"
-                _dcm.write_dataset(_dcm.build_dataset(pixels, header), path)
-                dicom_files[f"{lat}_{view}_{energy}"] = path
+            write_pair_dicom(edir / "dicom", f"{lat}_{view}", sim, exam_seed_=es, index=i, lat=lat, view=view,
+                             study_uid=study_uid, series_uid=series_uid, for_uid=for_uid,
+                             first_instance=inst + 1, acquisition_start=t_le,
+                             image_type_style=image_type_style, out=dicom_files)
+            inst += 2
             tj = sim.truth_json()
             tj.update({"exam_id": exam_id, "exam_index": i, "run_seed": int(seed), "study_uid": study_uid,
                        "frame_of_reference_uid": for_uid,
-                       "sop_instance_uids": {e: _dcm.uid_from(es, lat, view, e) for e in ("LE", "HE")}})
+                       "sop_instance_uids": {e: _dcm.uid_from(es, f"{lat}_{view}", e) for e in ("LE", "HE")}})
             npz = edir / "truth" / f"{lat}_{view}.npz"
             js = edir / "truth" / f"{lat}_{view}.json"
             _write_npz(npz, sim.truth.arrays())

@@ -254,8 +254,8 @@ def render_bpe(anat, level: str, extent: float, conc_mg_ml: float,
     iodine = np.zeros(shape)
     enh = np.zeros(shape, dtype=bool)
     # always draw the fields, so lesion placement does not depend on the BPE level
-    field_a = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=1.0)
-    field_b = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=2.0)
+    field_a = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=1.0, grid_mm=0.5)
+    field_b = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=2.0, grid_mm=0.5)
     fgt = anat.fgt_mask
     n_fgt = int(fgt.sum())
     if level == "none" or extent <= 0 or n_fgt == 0:
