@@ -113,6 +113,7 @@ __all__ = [
     "beam_to_dict",
     "normalised_log_signal",
 ]
+# fit_calibration is defined at the end of the module (after the sample collection helpers)
 
 logger = logging.getLogger(__name__)
 
@@ -883,3 +884,171 @@ def fit_samples(
                 out.calibration_id, len(y), t.min(), t.max(), tuple(round(c, 5) for c in corr),
                 out.residuals["rms"], out.residuals["max"])
     return out
+
+
+# --------------------------------------------------------------------------------------
+# calibration exposures -> samples
+# --------------------------------------------------------------------------------------
+def _roi_box_mean(arr: np.ndarray, box: Sequence[float]) -> float:
+    r0, c0, r1, c1 = (int(round(v)) for v in box)
+    sub = arr[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)]
+    if sub.size == 0:
+        raise CalibrationError(f"ROI {list(box)} is empty or outside the {arr.shape} image")
+    return float(np.mean(sub))
+
+
+def _roi_disc_mean(arr: np.ndarray, row: float, col: float, radius_px: float) -> float:
+    rr, cc = np.ogrid[: arr.shape[0], : arr.shape[1]]
+    m = (rr - row) ** 2 + (cc - col) ** 2 <= radius_px**2
+    if not m.any():
+        raise CalibrationError(f"ROI at ({row}, {col}) radius {radius_px:.1f} px holds no pixel of the image")
+    return float(arr[m].mean())
+
+
+def _phantom_truth_for(le_path: Path) -> dict | None:
+    """Truth JSON of a phantom exposure (``.../dicom/R_CC_LE.dcm`` -> ``.../truth/R_CC.json``)."""
+    stem = le_path.stem
+    for suffix in ("_LE", "_HE"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    cand = le_path.parent.parent / "truth" / f"{stem}.json"
+    if not cand.is_file():
+        return None
+    try:
+        return json.loads(cand.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"phantom truth file {str(cand)!r} unreadable: {exc}") from exc
+
+
+def _load_inserts_file(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"inserts file {str(path)!r} unreadable: {exc}") from exc
+    if not isinstance(d, Mapping) or d.get("format") != INSERTS_FORMAT:
+        raise CalibrationError(f"inserts file {str(path)!r}: 'format' must be {INSERTS_FORMAT!r}")
+    if d.get("version", 1) != 1:
+        raise CalibrationError(f"inserts file {str(path)!r}: version {d.get('version')!r} not supported (1)")
+    out = []
+    for i, e in enumerate(d.get("exposures") or []):
+        try:
+            le, he = path.parent / e["le"], path.parent / e["he"]
+            rois = [dict(r) for r in e["rois"]]
+            for r in rois:
+                float(r["row"]), float(r["col"]), float(r["iodine_mg_cm2"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"inserts file {str(path)!r}: exposure {i} malformed ({exc}); needs le, he "
+                                   "and rois with row, col, iodine_mg_cm2") from None
+        out.append({**e, "le": le, "he": he, "rois": rois})
+    if not out:
+        raise CalibrationError(f"inserts file {str(path)!r} lists no exposures")
+    return out
+
+
+def _exposure_samples(le, he, rois: list[dict], *, thickness_mm, glandularity, label: str,
+                      scatter_correction, spr, grid) -> tuple[list[CalibrationSample], dict]:
+    """ROI samples of one exposure, processed exactly as :func:`cemrecon.iodine.iodine_map` does."""
+    from cemrecon.iodine import load_exposure, primary_signals
+
+    exp = load_exposure(le, he, thickness_mm=thickness_mm)
+    if exp.thickness_mm is None:
+        raise CalibrationError(f"{label}: thickness unknown (header and description)")
+    known = bool(exp.gain_le and exp.gain_he)
+    g_le, g_he = (exp.gain_le, exp.gain_he) if known else (1.0, 1.0)
+    # no smoothing: ROI means average far more pixels than any smoothing would
+    s_le, s_he, _, scatter_info = primary_signals(exp, g_le, g_he, scatter_correction=scatter_correction,
+                                                  spr=spr, grid=grid, smoothing_fwhm_mm=None)
+    samples = []
+    for r in rois:
+        if "box" in r:
+            ml, mh = _roi_box_mean(s_le, r["box"]), _roi_box_mean(s_he, r["box"])
+        else:
+            rad = float(r["radius_mm"]) / exp.pixel_mm if "radius_mm" in r else float(r.get("radius_px", 5))
+            ml = _roi_disc_mean(s_le, float(r["row"]), float(r["col"]), rad)
+            mh = _roi_disc_mean(s_he, float(r["row"]), float(r["col"]), rad)
+        if not (ml > 0 and mh > 0):
+            raise CalibrationError(f"{label}: ROI {r} has no signal above the dark offset")
+        gl = r.get("glandularity", glandularity)
+        samples.append(CalibrationSample(beam_to_dict(exp.le_beam), beam_to_dict(exp.he_beam), exp.thickness_mm,
+                                         math.log(ml), math.log(mh), float(r["iodine_mg_cm2"]),
+                                         None if gl is None else float(gl), known, label))
+    info = {"label": label, "le": str(exp.sources.get("le", {}).get("path", "")),
+            "thickness_mm": exp.thickness_mm, "le_beam": beam_to_dict(exp.le_beam),
+            "he_beam": beam_to_dict(exp.he_beam), "rois": len(rois), "scatter_correction": scatter_info}
+    return samples, info
+
+
+def fit_calibration(
+    pairs_or_paths,
+    *,
+    inserts: str | os.PathLike | None = None,
+    system: Mapping[str, Any] | None = None,
+    scatter_correction: str | None = "kernel",
+    spr: float | None = None,
+    grid: bool = True,
+) -> Calibration:
+    """Fit a calibration from calibration exposures.
+
+    Parameters
+    ----------
+    pairs_or_paths : path, Pair, or sequence of them
+        Phantom calibration folders (:func:`cemrecon.phantom.write_calibration`;
+        each exposure's truth JSON gives its insert ROIs, iodine, thickness and
+        glandularity) or LE/HE DICOM files/folders read with
+        :func:`cemrecon.io.read.read_exams`.  Ignored when ``inserts`` is given.
+    inserts : path, optional
+        A site's inserts file (module docstring, ``cemrecon-calibration-inserts``).
+    system : mapping, optional
+        Manufacturer/model/station written into the calibration (default from
+        the LE headers).
+    scatter_correction, spr, grid
+        As in :func:`cemrecon.iodine.iodine_map`; use the same settings there.
+
+    Raises
+    ------
+    CalibrationError
+        No usable exposure, no ROI description, or too few ROIs.
+    """
+    all_samples: list[CalibrationSample] = []
+    inputs: list[dict] = []
+    sys_info: dict[str, Any] = {}
+    kw = dict(scatter_correction=scatter_correction, spr=spr, grid=grid)
+    if inserts is not None:
+        for k, e in enumerate(_load_inserts_file(inserts)):
+            s, info = _exposure_samples(e["le"], e["he"], e["rois"], thickness_mm=e.get("thickness_mm"),
+                                        glandularity=e.get("glandularity"), label=f"exposure {k}", **kw)
+            all_samples += s
+            inputs.append(info)
+    else:
+        from cemrecon.io.read import read_exams
+
+        items = pairs_or_paths if isinstance(pairs_or_paths, (list, tuple)) else [pairs_or_paths]
+        pairs = [p for p in items if hasattr(p, "le") and hasattr(p, "he")]
+        paths = [p for p in items if not (hasattr(p, "le") and hasattr(p, "he"))]
+        if paths:
+            pairs += list(read_exams(paths).pairs)
+        if not pairs:
+            raise CalibrationError(f"no LE/HE pair found in {[str(p) for p in paths]}")
+        for pair in pairs:
+            truth = _phantom_truth_for(Path(pair.le.path))
+            if truth is None or not truth.get("inserts"):
+                raise CalibrationError(
+                    f"{pair.le.path}: no phantom truth JSON with inserts next to it; for a site's own "
+                    "exposures give an inserts file (--inserts)")
+            rois = [{"box": ins["roi"], "iodine_mg_cm2": ins["iodine_mg_cm2"]} for ins in truth["inserts"]]
+            if truth.get("background_roi"):
+                rois.append({"box": truth["background_roi"], "iodine_mg_cm2": 0.0})
+            s, info = _exposure_samples(pair, None, rois, thickness_mm=truth.get("thickness_mm"),
+                                        glandularity=truth.get("glandularity"),
+                                        label=str(truth.get("name", pair.key)), **kw)
+            all_samples += s
+            inputs.append(info)
+            meta = pair.le.meta
+            sys_info.setdefault("manufacturer", getattr(meta, "manufacturer", None))
+            sys_info.setdefault("model", getattr(meta, "model", None))
+    if system:
+        sys_info.update(dict(system))
+    cal = fit_samples(all_samples, system=sys_info, inputs=inputs)
+    cal.extra["processing"] = {"scatter_correction": scatter_correction or "none", "spr": spr, "grid": grid}
+    return cal

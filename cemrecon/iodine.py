@@ -30,6 +30,7 @@ __all__ = [
     "Exposure",
     "IodineResult",
     "load_exposure",
+    "primary_signals",
     "iodine_map",
     "iodine_map_result",
     "iodine_map_pair",
@@ -239,6 +240,53 @@ def _signals(exp: Exposure, gain_le: float, gain_he: float) -> tuple[np.ndarray,
     return s_le, s_he
 
 
+def primary_signals(
+    exp: Exposure,
+    gain_le: float,
+    gain_he: float,
+    *,
+    scatter_correction: str | None = "kernel",
+    spr: float | tuple[float, float] | None = None,
+    grid: bool = True,
+    smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Gain-normalised, scatter-corrected, smoothed LE/HE signals, the breast mask and a
+    description of the scatter step (steps 1-3 of the module docstring)."""
+    t_mm = exp.thickness_mm
+    s_le, s_he = _signals(exp, gain_le, gain_he)
+    mask = s_le < 0.95 * _open_field_kev(exp.le_beam)
+    method = "none" if scatter_correction in (None, False, "none") else str(scatter_correction)
+    scatter_info: dict = {"method": method}
+    if method == "kernel":
+        from cemrecon.scatter import estimate_primary, spr_for_thickness
+
+        if spr is None:
+            if t_mm is None:
+                raise CalibrationError("scatter correction needs the thickness (for the SPR) or spr=")
+            spr_le = spr_he = spr_for_thickness(t_mm, grid=grid)
+            spr_source = f"thickness rule ({'grid' if grid else 'no grid'})"
+        elif np.ndim(spr) == 0:
+            spr_le = spr_he = float(spr)
+            spr_source = "given"
+        else:
+            spr_le, spr_he = (float(v) for v in spr)
+            spr_source = "given"
+        s_le = estimate_primary(s_le, spr=spr_le, pixel_mm=exp.pixel_mm, mask=mask)
+        s_he = estimate_primary(s_he, spr=spr_he, pixel_mm=exp.pixel_mm, mask=mask)
+        scatter_info.update(spr_le=round(spr_le, 4), spr_he=round(spr_he, 4), spr_source=spr_source,
+                            kernel="Gaussian FWHM 50 mm, normalised in the breast mask")
+    elif method != "none":
+        raise ValueError(f"scatter_correction={scatter_correction!r} not accepted; use 'kernel' or 'none'")
+    if smoothing_fwhm_mm:
+        from scipy import ndimage
+
+        sigma = float(smoothing_fwhm_mm) / _FWHM_PER_SIGMA / exp.pixel_mm
+        if sigma >= 0.3:
+            s_le = ndimage.gaussian_filter(s_le, sigma, mode="nearest")
+            s_he = ndimage.gaussian_filter(s_he, sigma, mode="nearest")
+    return s_le, s_he, mask, scatter_info
+
+
 def iodine_map_result(
     le,
     he=None,
@@ -266,35 +314,10 @@ def iodine_map_result(
                                "thickness_mm=")
     t_mm = exp.thickness_mm
     gain_le, gain_he, gain_source = _resolve_gain(exp, cal)
-    s_le, s_he = _signals(exp, gain_le, gain_he)
-    mask = s_le < 0.95 * _open_field_kev(exp.le_beam)
-    method = "none" if scatter_correction in (None, False, "none") else str(scatter_correction)
-    scatter_info: dict = {"method": method}
-    if method == "kernel":
-        from cemrecon.scatter import estimate_primary, spr_for_thickness
-
-        if spr is None:
-            spr_le = spr_he = spr_for_thickness(t_mm, grid=grid)
-            spr_source = f"thickness rule ({'grid' if grid else 'no grid'})"
-        elif np.ndim(spr) == 0:
-            spr_le = spr_he = float(spr)
-            spr_source = "given"
-        else:
-            spr_le, spr_he = (float(v) for v in spr)
-            spr_source = "given"
-        s_le = estimate_primary(s_le, spr=spr_le, pixel_mm=exp.pixel_mm, mask=mask)
-        s_he = estimate_primary(s_he, spr=spr_he, pixel_mm=exp.pixel_mm, mask=mask)
-        scatter_info.update(spr_le=round(spr_le, 4), spr_he=round(spr_he, 4), spr_source=spr_source,
-                            kernel="Gaussian FWHM 50 mm, normalised in the breast mask")
-    elif method != "none":
-        raise ValueError(f"scatter_correction={scatter_correction!r} not accepted; use 'kernel' or 'none'")
-    if smoothing_fwhm_mm:
-        from scipy import ndimage
-
-        sigma = float(smoothing_fwhm_mm) / _FWHM_PER_SIGMA / exp.pixel_mm
-        if sigma >= 0.3:
-            s_le = ndimage.gaussian_filter(s_le, sigma, mode="nearest")
-            s_he = ndimage.gaussian_filter(s_he, sigma, mode="nearest")
+    s_le, s_he, mask, scatter_info = primary_signals(
+        exp, gain_le, gain_he, scatter_correction=scatter_correction, spr=spr, grid=grid,
+        smoothing_fwhm_mm=smoothing_fwhm_mm)
+    method = scatter_info["method"]
     floor = 1e-6
     ln_le = np.log(np.maximum(s_le, floor))
     ln_he = np.log(np.maximum(s_he, floor))
