@@ -63,7 +63,8 @@ def _check_thickness(thickness_mm) -> float:
 def _ramp(thickness_mm: float, kv_range: tuple[float, float]) -> float:
     t = _check_thickness(thickness_mm)
     f = min(max((t - KVP_RAMP_MM[0]) / (KVP_RAMP_MM[1] - KVP_RAMP_MM[0]), 0.0), 1.0)
-    return float(round(kv_range[0] + f * (kv_range[1] - kv_range[0])))
+    # round half up (Python's round() would send 28.5 to 28 but 29.5 to 30)
+    return float(math.floor(kv_range[0] + f * (kv_range[1] - kv_range[0]) + 0.5))
 
 
 def le_beam_for_thickness(thickness_mm: float) -> Beam:
