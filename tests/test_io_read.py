@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -274,8 +275,13 @@ def test_compressed_pair_decodes_bit_exact(tmp_path, syntax):
     assert le.dtype == np.uint16 and he.dtype == np.uint16
     np.testing.assert_array_equal(le, pixels_of(le_ds))  # lossless: exact
     np.testing.assert_array_equal(he, pixels_of(he_ds))
-    le_s, he_s = pair.load(parallel=False)
-    np.testing.assert_array_equal(le_s, le)
+    le_t, he_t = pair.load(parallel=True)
+    np.testing.assert_array_equal(le_t, le)
+    np.testing.assert_array_equal(he_t, he)
+    with ThreadPoolExecutor(2) as pool:  # any Executor (a process pool in real use)
+        le_x, he_x = pair.load(executor=pool)
+    np.testing.assert_array_equal(le_x, le)
+    np.testing.assert_array_equal(he_x, he)
 
 
 def _encapsulated(tmp_path: Path, syntax) -> Path:
