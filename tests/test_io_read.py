@@ -109,6 +109,13 @@ def test_vendor_recombined_images(tmp_path, image_type, processing_code):
     assert entry.role is FileRole.VENDOR_RC and "recombined" in entry.reason
 
 
+def test_derived_energy_image_is_not_raw(tmp_path):
+    # the observed GE "DERIVED\SECONDARY\\LOW_ENER..." (truncated token): processed, not an input
+    path = write(make_image("LE", image_type=["DERIVED", "SECONDARY", "", "LOW_ENER"]), tmp_path / "x.dcm")
+    entry = read_exams(tmp_path).entry(path)
+    assert entry.role is FileRole.OTHER_IMAGE and "LOW_ENERGY image is DERIVED" in entry.reason
+
+
 def test_contradictory_image_type(tmp_path):
     path = write(make_image("LE", image_type=["ORIGINAL", "PRIMARY", "LOW_ENERGY", "HIGH_ENERGY"]), tmp_path / "x.dcm")
     entry = read_exams(tmp_path).entry(path)
@@ -396,6 +403,12 @@ def test_dicomdir_input(tmp_path):
     assert len(result.pairs) == 1
     assert result.entry(out / "DICOMDIR").role is FileRole.NON_IMAGE
     assert len(result.manifest) == 3
+    # a file the index references but the medium lost is reported, not ignored
+    lost = Path(result.pairs[0].he.path)
+    lost.unlink()
+    result = read_exams([out / "DICOMDIR"])
+    assert result.pairs == []
+    assert result.entry(lost).role is FileRole.UNREADABLE and "missing" in result.entry(lost).reason
 
 
 def test_missing_path_raises(tmp_path):

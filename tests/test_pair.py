@@ -88,6 +88,17 @@ def test_duplicate_sop_instance_used_once(tmp_path):
     assert entry.pair_key is None and "duplicate of SOP Instance UID" in entry.reason and str(le) in entry.reason
 
 
+def test_duplicate_prefers_the_intact_copy(tmp_path):
+    from tests._messy import truncate_copy
+
+    le = _w(tmp_path / "b", "le", "LE")
+    _w(tmp_path / "b", "he", "HE", 1 * S)
+    cut = truncate_copy(le, tmp_path / "a" / "le_cut.dcm", drop_bytes=64)  # sorts first
+    result = read_exams(tmp_path)
+    assert [p.le.path for p in result.pairs] == [le]
+    assert result.entry(cut).role is FileRole.UNREADABLE and "truncated" in result.entry(cut).reason
+
+
 def test_same_path_twice_is_scanned_once(tmp_path):
     le = _w(tmp_path, "le", "LE")
     _w(tmp_path, "he", "HE", 1 * S)

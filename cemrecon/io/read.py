@@ -22,8 +22,11 @@ Classification rules (first match wins), see ``shared/reference/dicom.md`` secti
 5. Fallbacks when no token: GE Processing Code ``GEMS_CESM_1`` -> ``VENDOR_RC``;
    filter Cu or Ti, or kVp >= 40 -> ``HE``; kVp <= 35 -> ``LE`` *only if* it then pairs
    with an HE (otherwise it is a non-contrast mammogram, ``OTHER_IMAGE``).
-6. LE/HE that are For Presentation, ``LOG`` or otherwise processed -> ``OTHER_IMAGE``
-   (recombination needs raw For Processing ``LIN`` data).
+6. LE/HE that are ``DERIVED``, For Presentation, ``LOG``, not monochrome or multi-frame
+   -> ``OTHER_IMAGE`` (recombination needs the raw For Processing ``LIN`` exposure).
+7. LE/HE whose pixel data is truncated -> ``UNREADABLE``; LE/HE kept with a reason
+   (not paired) when the transfer syntax has no decoder plugin, pixels are signed, or
+   laterality / study is unknown; then duplicates (same SOP Instance UID) and orphans.
 """
 
 from __future__ import annotations
@@ -801,6 +804,11 @@ def _classify(path: Path, ds: _Fields, fp: Any, offset: int, size: int, *, check
             return scan
         scan.fallback_energy = True
     label = energy.value
+    if tokens and tokens[0] == "DERIVED":
+        scan.reason = (
+            f"{label} image is DERIVED (Image Type {tokens_text}): processed, not the raw ORIGINAL exposure"
+        )
+        return scan
     intent = (_str(ds.get("PresentationIntentType")) or "").upper()
     pir = (_str(ds.get("PixelIntensityRelationship")) or "").upper()
     if intent == "FOR PRESENTATION" or sop_class in _PRESENTATION_CLASSES or pir == "LOG":
