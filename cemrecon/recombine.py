@@ -504,18 +504,26 @@ def _recombine(
     # ---- registration (HE moved onto LE) --------------------------------------------
     t0 = time.perf_counter()
     shifts: list[list[float]] = []
+    correlations: list[float] = []
     registered = False
     if register:
-        from cemrecon.registration import SHIFT_THRESHOLD_PX, estimate_shift, shift_image, shift_magnitude
+        from cemrecon.registration import (
+            MIN_CORRELATION,
+            SHIFT_THRESHOLD_PX,
+            estimate_shift,
+            shift_image,
+            shift_magnitude,
+        )
 
         le_frames = le_px.reshape((-1,) + shape[-2:])
         he_frames = he_px.reshape((-1,) + shape[-2:])
         moved = []
         for i in range(frames):
-            s = estimate_shift(_log_image(le_frames[i], le_off, floor_dn, threads),
-                               _log_image(he_frames[i], he_off, floor_dn, threads))
+            s, corr = estimate_shift(_log_image(le_frames[i], le_off, floor_dn, threads),
+                                     _log_image(he_frames[i], he_off, floor_dn, threads))
             shifts.append([round(s[0], 3), round(s[1], 3)])
-            if register is True or shift_magnitude(s) >= SHIFT_THRESHOLD_PX:
+            correlations.append(round(corr, 3))
+            if register is True or (corr >= MIN_CORRELATION and shift_magnitude(s) >= SHIFT_THRESHOLD_PX):
                 moved.append(shift_image(he_frames[i], s))
                 registered = True
             else:
@@ -523,7 +531,8 @@ def _recombine(
         if registered:
             he_px = np.stack([m.astype(np.float32, copy=False) for m in moved]).reshape(shape)
     timings["register_s"] = time.perf_counter() - t0
-    provenance["registration"] = {"requested": register, "shift_px": shifts or None, "applied": registered}
+    provenance["registration"] = {"requested": register, "shift_px": shifts or None,
+                                  "correlation": correlations or None, "applied": registered}
     provenance["spatial_locations_preserved"] = not registered
 
     # ---- weight -------------------------------------------------------------------

@@ -19,13 +19,18 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SHIFT_THRESHOLD_PX", "estimate_shift", "shift_image"]
+__all__ = ["SHIFT_THRESHOLD_PX", "MIN_CORRELATION", "estimate_shift", "shift_image", "shift_magnitude"]
 
 logger = logging.getLogger(__name__)
 
 #: A shift smaller than this (pixels, Euclidean) is not corrected in ``"auto"``
 #: mode: below half a pixel the interpolation blur costs more than the misfit.
 SHIFT_THRESHOLD_PX = 0.5
+
+#: ``"auto"`` mode trusts a shift only if the band-passed LE and HE correlate at
+#: least this well at the peak: LE and HE of one breast share their texture
+#: (correlation ~0.9 on the phantom), unrelated or texture-free images do not.
+MIN_CORRELATION = 0.5
 
 #: Phase correlation works on 2x2 block means (halves the FFT cost, averages
 #: noise); upsampling 20 gives 0.05 low-res = 0.1 full-res pixel precision.
@@ -34,6 +39,9 @@ _UPSAMPLE = 20
 #: Band-pass (difference of Gaussians) in low-res pixels: keeps texture and
 #: edges, drops noise and the smooth thickness/heel-effect gradients.
 _BAND_PX = (1.0, 8.0)
+#: Smallest image side (pixels) that is registered: on fewer than 64 low-res
+#: pixels a side the correlation peak of unrelated noise can exceed MIN_CORRELATION.
+_MIN_SIZE_PX = 128
 
 
 def _prepare(ln_image: np.ndarray) -> np.ndarray:
@@ -47,8 +55,8 @@ def _prepare(ln_image: np.ndarray) -> np.ndarray:
     return band * win
 
 
-def estimate_shift(ln_le: np.ndarray, ln_he: np.ndarray) -> tuple[float, float]:
-    """Translation ``(dy, dx)`` in pixels that moves HE onto LE.
+def estimate_shift(ln_le: np.ndarray, ln_he: np.ndarray) -> tuple[tuple[float, float], float]:
+    """Translation ``(dy, dx)`` in pixels that moves HE onto LE, and its reliability.
 
     Parameters
     ----------
@@ -57,21 +65,27 @@ def estimate_shift(ln_le: np.ndarray, ln_he: np.ndarray) -> tuple[float, float]:
 
     Returns
     -------
-    (float, float)
+    shift : (float, float)
         Apply with :func:`shift_image` (``ndimage.shift`` convention).
+    correlation : float
+        Normalised cross-correlation of the band-passed images at the peak (0-1);
+        below :data:`MIN_CORRELATION` the shift is noise.
     """
     from skimage.registration import phase_cross_correlation
 
     if ln_le.shape != ln_he.shape or ln_le.ndim != 2:
         raise ValueError(f"estimate_shift needs two 2-D images of one shape, got {ln_le.shape} and {ln_he.shape}")
-    if min(ln_le.shape) < 4 * _DOWNSAMPLE:
-        return (0.0, 0.0)
-    shift, _error, _phase = phase_cross_correlation(
+    if min(ln_le.shape) < _MIN_SIZE_PX:
+        logger.debug("images of %s pixels are too small to register", ln_le.shape)
+        return (0.0, 0.0), 0.0
+    shift, error, _phase = phase_cross_correlation(
         _prepare(ln_le), _prepare(ln_he), upsample_factor=_UPSAMPLE, normalization=None
     )
+    # skimage: error = sqrt(1 - |CC_max|^2 / (E_ref E_mov)), so |normalised CC| = sqrt(1 - error^2)
+    correlation = float(np.sqrt(max(0.0, 1.0 - float(error) ** 2)))
     dy, dx = (float(s) * _DOWNSAMPLE for s in shift)
-    logger.debug("LE/HE shift estimate: dy=%.2f dx=%.2f px", dy, dx)
-    return dy, dx
+    logger.debug("LE/HE shift estimate: dy=%.2f dx=%.2f px (correlation %.2f)", dy, dx, correlation)
+    return (dy, dx), correlation
 
 
 def shift_magnitude(shift: tuple[float, float]) -> float:

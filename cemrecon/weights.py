@@ -327,22 +327,38 @@ def thickness_maps(
     mask = breast_mask_lowres(low)
     smooth = _masked_smooth(low, mask, _THICKNESS_SMOOTH_MM / low_mm)
     dist_mm = ndimage.distance_transform_edt(mask) * low_mm
-    interior = mask & (dist_mm > ROLLOFF_NONE_MM)
-    if np.count_nonzero(interior) < 25:
-        # small breast (or small field): the innermost quarter stands in for the interior
+    ref_band = mask & (dist_mm >= ROLLOFF_FULL_MM) & (dist_mm <= ROLLOFF_NONE_MM)
+    if np.count_nonzero(ref_band) < 25:
+        # small breast (or small field): the innermost quarter stands in for the plateau
         cut = np.percentile(dist_mm[mask], 75) if mask.any() else 0.0
-        interior = mask & (dist_mm >= cut)
+        ref_band = mask & (dist_mm >= cut)
         logger.info("thickness map: breast has no pixel %.0f mm from the skin line; "
-                    "using the innermost quarter as interior", ROLLOFF_NONE_MM)
-    l_ref = float(np.median(smooth[interior])) if interior.any() else float(np.median(smooth))
+                    "using the innermost quarter as reference", ROLLOFF_FULL_MM)
+    l_ref = float(np.median(smooth[ref_band])) if ref_band.any() else float(np.median(smooth))
 
-    w0, le_t0, he_t0 = (float(v) for v in curve.at(np.array([t0])))
+    w0, le_t0, he_t0 = (float(v) for v in curve.at(t0))
     # invert the (decreasing) slab curve lnLE(T) - lnLE(T0) on [Tmin, T0]
     sel = curve.thickness_mm <= t0
     t_grid = np.append(curve.thickness_mm[sel], t0)
     d_grid = np.append(curve.ln_le[sel], le_t0) - le_t0  # decreasing, ends at 0
-    delta = smooth - l_ref
-    t_est = np.interp(-delta, -d_grid, t_grid)  # np.interp needs increasing x
+    # radial profile: median ln LE per distance-to-skin bin, read as thickness,
+    # forced to rise monotonically towards the interior
+    edges = np.arange(0.0, ROLLOFF_FULL_MM + low_mm, low_mm)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    idx = np.digitize(dist_mm[mask], edges) - 1
+    vals = smooth[mask]
+    d_prof, t_prof = [], []
+    for k in range(centres.size):
+        sel_k = idx == k
+        if np.any(sel_k):  # (the innermost bin is empty: the EDT starts at one pixel)
+            delta = float(np.median(vals[sel_k])) - l_ref
+            d_prof.append(float(np.mean(dist_mm[mask][sel_k])))
+            t_prof.append(float(np.interp(-delta, -d_grid, t_grid)))  # np.interp needs increasing x
+    if t_prof:
+        t_mono = np.maximum.accumulate(np.asarray(t_prof))
+        t_est = np.interp(dist_mm, np.asarray(d_prof), t_mono, left=t_mono[0], right=t0)
+    else:
+        t_est = np.full(dist_mm.shape, t0)
     taper = np.clip((ROLLOFF_NONE_MM - dist_mm) / (ROLLOFF_NONE_MM - ROLLOFF_FULL_MM), 0.0, 1.0)
     t_loc = t0 - taper * (t0 - t_est)
     t_loc = np.where(mask, t_loc, t_grid[0])
