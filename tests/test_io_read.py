@@ -179,7 +179,7 @@ def test_acquisition_meta_values():
     assert meta.pixel_spacing_mm == (0.1, 0.1) and (meta.rows, meta.columns) == (40, 32)
     assert meta.bits_stored == 14 and meta.photometric == "MONOCHROME1"
     assert meta.pixel_intensity_relationship == "LIN" and meta.presentation_intent == "FOR PROCESSING"
-    assert meta.energy is Energy.HIGH and meta.dark_offset_dn == 50.0
+    assert meta.energy is Energy.HIGH and meta.dark_offset_dn == 50.0 and meta.gain_dn_per_kev is None
     assert meta.acquisition_datetime == T0 and meta.manufacturer == "GE Healthcare"
     with pytest.raises(TypeError, match="pydicom Dataset"):
         acquisition_meta("not a dataset")  # type: ignore[arg-type]

@@ -91,6 +91,7 @@ def test_phantom_metadata_normalised(result):
     assert he.filter_material in {"Cu", "Ti", "Al"}
     assert le.kvp <= 35 and he.kvp >= 40  # the phantom's Pristina-like beams
     assert le.dark_offset_dn is not None and le.dark_offset_dn == he.dark_offset_dn
+    assert le.gain_dn_per_kev is not None and le.gain_dn_per_kev > 0
     assert le.thickness_mm and le.exposure_mas and le.pixel_spacing_mm == he.pixel_spacing_mm
 
 

@@ -123,6 +123,7 @@ _GE_CLINICAL_VIEW = 0x1B  # (0045,xx1B) Clinical View, e.g. "RCC", "LMLO"
 _GE_COMPRESSION_THICKNESS = 0x07  # (0045,xx07), mm
 _PHANTOM_CREATOR = "CEMRECON PHANTOM"
 _PHANTOM_DARK_OFFSET = 0x10  # (0029,xx10) DS, DN
+_PHANTOM_GAIN = 0x11  # (0029,xx11) DS, DN per keV absorbed
 
 #: DICOM spellings of anode / filter materials -> element symbols.
 _MATERIALS = {
@@ -183,6 +184,15 @@ class AcquisitionMeta:
 
     Materials are element symbols (``"Mo"``, ``"Rh"``, ``"W"``, ``"Ag"``, ``"Cu"``,
     ``"Al"``, ``"Ti"``); ``None`` means absent or not understood.
+
+    Sources: KVP; Anode Target Material; Filter Material and Filter Thickness
+    Minimum/Maximum (the Cu/Ti one if several, thickness = mean of min and max);
+    Body Part Thickness (else GE 0045,xx07); Compression Force; Exposure in uAs / 1000
+    (else Exposure, else tube current x time); Acquisition DateTime (else Acquisition
+    Date + Time, else Content Date + Time; naive local time); Imager Pixel Spacing
+    (else Pixel Spacing), (row, column) in mm; ``energy`` from Image Type (else HIGH for
+    a Cu/Ti filter or kVp >= 40); ``dark_offset_dn`` / ``gain_dn_per_kev`` from the
+    phantom private block ``CEMRECON PHANTOM`` (0029,xx10 / xx11), else None.
     """
 
     kvp: float | None = None
@@ -204,6 +214,7 @@ class AcquisitionMeta:
     dark_offset_dn: float | None = None
     manufacturer: str | None = None
     model: str | None = None
+    gain_dn_per_kev: float | None = None
 
 
 @dataclass(eq=False)
@@ -643,8 +654,7 @@ def acquisition_meta(ds: Dataset, path: str | os.PathLike[str] | None = None) ->
     if thickness is None:
         thickness = _float(_private_value(ds, 0x0045, _GE_SENO_CREATOR, _GE_COMPRESSION_THICKNESS))
     dark = _private_value(ds, 0x0029, _PHANTOM_CREATOR, _PHANTOM_DARK_OFFSET)
-    if isinstance(dark, bytes):
-        dark = _str(dark)
+    gain = _private_value(ds, 0x0029, _PHANTOM_CREATOR, _PHANTOM_GAIN)
     return AcquisitionMeta(
         kvp=kvp,
         anode=material_symbol(_multi(ds.get("AnodeTargetMaterial"))[0]) if ds.get("AnodeTargetMaterial") else None,
@@ -665,6 +675,7 @@ def acquisition_meta(ds: Dataset, path: str | os.PathLike[str] | None = None) ->
         dark_offset_dn=_float(dark),
         manufacturer=_str(ds.get("Manufacturer")),
         model=_str(ds.get("ManufacturerModelName")),
+        gain_dn_per_kev=_float(gain),
     )
 
 
