@@ -19,13 +19,13 @@ def phantom_root(tmp_path_factory) -> Path:
     from cemrecon.phantom import write_exams
 
     root = tmp_path_factory.mktemp("cli_phantom")
-    write_exams(root, 2, seed=5, scale=SCALE)
+    write_exams(root, 1, seed=5, scale=SCALE)  # 4 LE/HE pairs
     return root
 
 
 @pytest.fixture
 def with_corrupt_exam(phantom_root, tmp_path) -> Path:
-    """A copy of the phantom where one exam's HE CC file of the right breast is truncated."""
+    """A copy of the phantom where the HE CC file of the right breast is truncated."""
     root = tmp_path / "in"
     shutil.copytree(phantom_root, root)
     victim = sorted(root.rglob("R_CC_HE.dcm"))[0]
@@ -45,11 +45,11 @@ def test_all_done_exit_0_and_json(phantom_root, tmp_path, capsys):
     assert code == EXIT_OK
     printed = json.loads(captured.out)  # stdout holds only the JSON summary
     assert printed == json.loads((out / "summary.json").read_text())
-    assert printed["counts"]["done"] == 8
-    assert "8 pair(s)" in captured.err  # the human summary goes to stderr with --json
+    assert printed["counts"]["done"] == 4
+    assert "4 pair(s)" in captured.err  # the human summary goes to stderr with --json
     # rerun: everything already done -> still exit 0, all skipped
     assert _run(str(phantom_root), "--out", str(out), "--workers", "1", "--quiet") == EXIT_OK
-    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 8
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 4
     assert capsys.readouterr().out == ""  # --quiet prints nothing
 
 
@@ -58,7 +58,7 @@ def test_partial_failure_exit_1(with_corrupt_exam, tmp_path, capsys):
     code = _run(str(with_corrupt_exam), "--out", str(out), "--workers", "1")
     assert code == EXIT_PARTIAL
     data = json.loads((out / "summary.json").read_text())
-    assert data["counts"]["done"] == 7  # every other pair was done
+    assert data["counts"]["done"] == 3  # every other pair was done
     bad = [e for e in data["excluded"] if e["path"].endswith("R_CC_HE.dcm")]
     assert len(bad) == 1 and bad[0]["role"] == "UNREADABLE" and bad[0]["reason"]
     assert "UNREADABLE" in capsys.readouterr().out

@@ -41,10 +41,24 @@ def n_pairs(phantom_root) -> int:
 
 
 @pytest.fixture(scope="module")
-def first_run(phantom_root, tmp_path_factory):
+def input_hashes(phantom_root) -> dict[str, str]:
+    """Hashes of every input file before any batch ran (checked again by the last test)."""
+    return _tree_hashes(phantom_root)
+
+
+@pytest.fixture(scope="module")
+def first_run(phantom_root, tmp_path_factory, input_hashes):
     out = tmp_path_factory.mktemp("out")
     summary = run_batch([phantom_root], out, workers=1)
     return out, summary
+
+
+@pytest.fixture(scope="module")
+def explicit_run(phantom_root, tmp_path_factory, first_run):
+    """The same inputs with an explicit weight, written over a copy of the first run's outputs."""
+    out = tmp_path_factory.mktemp("explicit") / "out"
+    shutil.copytree(first_run[0], out)
+    return out, run_batch([phantom_root], out, workers=1, weight=0.3)
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
@@ -136,22 +150,14 @@ def test_rerun_skips_done_pairs_and_force_redoes(first_run, phantom_root, n_pair
         o["sop_instance_uid"] for r in first.pairs for o in r.outputs}
 
 
-def test_changed_parameters_are_redone(phantom_root, tmp_path, first_run):
-    out, first = first_run
-    shutil.copytree(out, tmp_path / "out")
-    redo = run_batch([phantom_root], tmp_path / "out", workers=1, weight=0.3)
+def test_changed_parameters_are_redone(first_run, explicit_run):
+    _, first = first_run
+    out, redo = explicit_run
     assert redo.n_done == len(first.pairs) and redo.n_skipped == 0
     assert all(r.weight == pytest.approx(0.3) for r in redo.pairs)
     old = {o["sop_instance_uid"] for r in first.pairs for o in r.outputs}
     assert not old & {o["sop_instance_uid"] for r in redo.pairs for o in r.outputs}
-    assert len(_outputs(tmp_path / "out")) == len(first.pairs)  # replaced in place, not added
-
-
-def test_inputs_never_modified(phantom_root, tmp_path):
-    before = _tree_hashes(phantom_root)
-    run_batch([phantom_root], tmp_path / "out", workers=1)
-    run_batch([phantom_root], tmp_path / "out", workers=1, force=True)
-    assert _tree_hashes(phantom_root) == before
+    assert len(_outputs(out)) == len(first.pairs)  # replaced in place, not added
 
 
 def test_one_bad_exam_does_not_stop_the_batch(phantom_root, tmp_path, monkeypatch, n_pairs):
@@ -212,7 +218,7 @@ def test_killed_process_rerun_completes(phantom_root, tmp_path, n_pairs):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cemrecon", "recombine", str(phantom_root), "--out", str(out),
-         "--workers", "1", "--quiet"],
+         "--workers", "1", "--weight", "0.3", "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 90
@@ -225,7 +231,8 @@ def test_killed_process_rerun_completes(phantom_root, tmp_path, n_pairs):
         proc.wait(timeout=30)
     done_before = len(_outputs(out))
     assert done_before >= 1  # it got at least as far as one output
-    assert main(["recombine", str(phantom_root), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert main(["recombine", str(phantom_root), "--out", str(out), "--workers", "1", "--weight", "0.3",
+                 "--quiet"]) == 0
     summary = load_summary(out / "summary.json")
     # every output present after the kill was complete (atomic rename) and is kept as it is
     assert summary["counts"]["skipped"] == done_before
@@ -235,6 +242,7 @@ def test_killed_process_rerun_completes(phantom_root, tmp_path, n_pairs):
 
 
 def test_stale_temp_files_are_removed(phantom_root, tmp_path):
+    exam = sorted(p for p in phantom_root.iterdir() if p.is_dir())[0]
     out = tmp_path / "out"
     (out / "1.2.3").mkdir(parents=True)
     stale = [out / ".summary.json.abc.tmp", out / "1.2.3" / ".R_CC_0_RC.dcm.k9.tmp"]
@@ -242,7 +250,7 @@ def test_stale_temp_files_are_removed(phantom_root, tmp_path):
         p.write_bytes(b"partial")
     keep = out / "notes.tmp"  # not one of ours (no leading dot): left alone
     keep.write_text("user file")
-    run_batch([phantom_root], out, workers=1)
+    run_batch([exam], out, workers=1, weight=0.3)
     assert not any(p.exists() for p in stale)
     assert keep.exists()
 
@@ -263,10 +271,10 @@ def test_bad_arguments(phantom_root, tmp_path):
         run_batch([phantom_root], tmp_path, workers=0)
 
 
-def test_process_pool_matches_serial(phantom_root, tmp_path, first_run):
-    _, serial = first_run
+def test_process_pool_matches_serial(phantom_root, tmp_path, explicit_run):
+    _, serial = explicit_run
     progress = []
-    summary = run_batch([phantom_root], tmp_path / "out", workers=2, progress=progress.append)
+    summary = run_batch([phantom_root], tmp_path / "out", workers=2, weight=0.3, progress=progress.append)
     assert summary.executor.startswith("ProcessPoolExecutor(max_workers=2")
     assert len(progress) == 2  # one callback per exam
     assert summary.n_done == len(serial.pairs)
@@ -277,14 +285,77 @@ def test_process_pool_matches_serial(phantom_root, tmp_path, first_run):
 
 
 @pytest.mark.dask
-def test_dask_local_cluster_executor(phantom_root, tmp_path, first_run):
+def test_dask_local_cluster_executor(phantom_root, tmp_path, explicit_run):
     distributed = pytest.importorskip("distributed")
-    _, serial = first_run
+    _, serial = explicit_run
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        summary = run_batch([phantom_root], tmp_path / "out", executor=client.get_executor())
+        summary = run_batch([phantom_root], tmp_path / "out", executor=client.get_executor(), weight=0.3)
     assert summary.n_done == len(serial.pairs) and summary.n_failed == 0
     by_key = {r.key: r for r in serial.pairs}
     for rec in summary.pairs:
         assert rec.outputs[0]["sop_instance_uid"] == by_key[rec.key].outputs[0]["sop_instance_uid"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]["done"] == len(serial.pairs)
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory) -> Path:
+    from cemrecon.calibrate import Calibration
+
+    path = tmp_path_factory.mktemp("cal") / "cal.json"
+    Calibration.physics_predicted().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(phantom_root, tmp_path_factory, calibration_file):
+    exam = sorted(p for p in phantom_root.iterdir() if p.is_dir())[0]
+    out = tmp_path_factory.mktemp("cal_out")
+    return exam, out, run_batch([exam], out, workers=1, calibration=calibration_file)
+
+
+def test_calibration_adds_iodine_images(calibrated_run, calibration_file):
+    from cemrecon.io.read import read_exams
+    from cemrecon.io.write import decode_pixels, read_mapping
+    from cemrecon.iodine import iodine_map_pair
+
+    exam, out, summary = calibrated_run
+    assert summary.n_done == 4 and summary.parameters["calibration_id"]
+    pairs = {p.key: p for p in read_exams([exam]).pairs}
+    rec = summary.pairs[0]
+    kinds = {o["kind"]: o for o in rec.outputs}
+    assert set(kinds) == {"rc", "iodine"}
+    path = out / kinds["iodine"]["path"]
+    assert path.name.endswith("_IODINE.dcm")
+    ds = pydicom.dcmread(path)
+    assert summary.parameters["calibration_id"] in ds.DerivationDescription
+    mapping = read_mapping(ds)
+    assert mapping.quantity == "IODINE_MG_CM2"
+    iodine = iodine_map_pair(pairs[rec.key], calibration=str(calibration_file)).iodine_mg_cm2.astype(np.float64)
+    inside = (ds.pixel_array > 0) & (ds.pixel_array < mapping.max_stored)
+    assert inside.mean() > 0.99
+    # reversible within half a quantisation step (+ float32 rounding of the map)
+    assert np.abs(decode_pixels(ds) - iodine)[inside].max() <= mapping.step / 2 + 1e-5 * np.abs(iodine).max()
+    # rerun with the same calibration: skipped; without it the fingerprint differs: redone
+    assert run_batch([exam], out, workers=1, calibration=calibration_file).n_skipped == 4
+    assert run_batch([exam], out, workers=1).n_done == 4
+
+
+@pytest.mark.external
+def test_iodine_output_passes_dciodvfy(calibrated_run):
+    _, out, _ = calibrated_run
+    assert dciodvfy_errors(sorted(out.rglob("*_IODINE.dcm"))[0]) == []
+
+
+def test_bad_calibration_file(phantom_root, tmp_path):
+    from cemrecon.errors import CalibrationError
+
+    bad = tmp_path / "cal.json"
+    bad.write_text("{not json")
+    with pytest.raises(CalibrationError, match="cal.json"):
+        run_batch([phantom_root], tmp_path / "out", workers=1, calibration=bad)
+
+
+def test_inputs_never_modified(phantom_root, input_hashes):
+    """Last test of the module: after every batch above (serial, forced, pool, Dask, calibrated, killed)."""
+    assert _tree_hashes(phantom_root) == input_hashes

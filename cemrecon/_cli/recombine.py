@@ -120,8 +120,9 @@ class _Usage(Exception):
     pass
 
 
-def print_report(summary: Any, *, out: Any = sys.stdout) -> None:
-    """Human-readable summary of a batch (a few lines)."""
+def print_report(summary: Any, *, out: Any = None) -> None:
+    """Human-readable summary of a batch (a few lines; default to stdout)."""
+    out = sys.stdout if out is None else out
     c = summary.counts
     print(
         f"{c['pairs']} pair(s) in {c['exams']} exam(s): {c['done']} done, {c['skipped']} skipped "

@@ -95,10 +95,12 @@ _P_VERSION = 0x17  # LO: cemrecon version
 RC_SCALE_DN_PER_LN = 10_000.0
 
 #: Default iodine quantisation: 1000 DN per mg I/cm^2 (step 0.001 mg/cm^2),
-#: offset 10 000 DN so negative noise down to -10 mg/cm^2 is kept; 16 bits then
-#: reach +55.5 mg/cm^2, above any clinical areal density (< ~5 mg/cm^2).
+#: offset 30 000 DN so negative values down to -30 mg/cm^2 are kept (noise, and
+#: the thickness roll-off at the skin line, which reads as strongly negative
+#: iodine, physics.md section 1); 16 bits then reach +35.5 mg/cm^2, far above
+#: any clinical areal density (< ~5 mg/cm^2).
 IODINE_SCALE_DN_PER_MG_CM2 = 1000.0
-IODINE_OFFSET_DN = 10_000.0
+IODINE_OFFSET_DN = 30_000.0
 
 _RESEARCH_NOTE = "research use only"
 _RC_SERIES_NUMBER = 9001
@@ -676,7 +678,7 @@ def build_iodine_dataset(
     """Build a DM For Presentation dataset holding an iodine map (mg I/cm^2, iodine bright).
 
     The same conventions as :func:`build_rc_dataset`; the default mapping is
-    :func:`iodine_mapping` (1000 DN per mg/cm^2, 0 mg/cm^2 at 10 000 DN).  A
+    :func:`iodine_mapping` (1000 DN per mg/cm^2, 0 mg/cm^2 at 30 000 DN).  A
     float-exact map belongs in a Parametric Map object instead.
     """
     le = _header(le_header, "le_header")

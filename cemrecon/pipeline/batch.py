@@ -94,7 +94,7 @@ def output_name(laterality: Any, view: Any, acquisition_index: int, kind: str = 
 
 @dataclass(frozen=True)
 class _Settings:
-    weight: Any  # None, float or one of _WEIGHT_WORDS
+    weight: Any  # a float or one of _WEIGHT_WORDS
     calibration_path: str | None
     calibration_sha256: str | None
     force: bool
@@ -162,6 +162,10 @@ def _load_calibration(path: str, sha256: str | None) -> Any:
     return Calibration.load(path)
 
 
+def _calibration_id(calibration: Any, sha256: str | None) -> str:
+    return str(getattr(calibration, "calibration_id", "") or (sha256 or "")[:16])
+
+
 def _existing_output(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """Description of ``path`` if it exists and was written with ``fingerprint``."""
     if not path.is_file():
@@ -214,24 +218,42 @@ def _rc_breast_mask(rc: np.ndarray) -> np.ndarray | None:
     return finite & (rc <= thr)
 
 
-def _recombine(pair: Any, weight: Any) -> tuple[np.ndarray, float, str, dict[str, float]]:
-    """Decode + recombine one pair; returns (rc, weight, weight_source, timings)."""
+@dataclass
+class _Recombined:
+    rc: np.ndarray
+    weight: float
+    weight_source: str
+    spatial_locations_preserved: bool
+    timings: dict[str, float]
+
+
+def _recombine(pair: Any, weight: Any) -> _Recombined:
+    """Decode + recombine one pair with :func:`cemrecon.recombine.recombine_pair`."""
     from cemrecon.recombine import recombine_pair
 
-    t0 = time.perf_counter()
-    kwargs = {} if weight is None else {"weight": weight}
+    kwargs = {} if weight in (None, "physics") else {"weight": weight}
     result = recombine_pair(pair, **kwargs)
-    total = time.perf_counter() - t0
-    timings = dict(getattr(result, "timings", None) or {})
-    decode = float(timings.get("decode_s", timings.get("decode", 0.0)))
-    kernel = float(timings.get("kernel_s", timings.get("kernel", total - decode)))
-    provenance = getattr(result, "provenance", None) or {}
-    source = provenance.get("weight_source") if isinstance(provenance, dict) else None
-    return (
-        np.asarray(result.rc),
-        float(np.mean(result.weight)),
-        str(source or provenance or ""),
-        {"decode": decode, "kernel": kernel},
+    t = result.timings or {}
+    prov = result.provenance or {}
+    mean_w = float(np.mean(result.weight))
+    source = str(result.weight_mode)
+    if np.ndim(result.weight) > 0:
+        source += f" per-pixel map, mean w = {mean_w:.4g}"
+    if prov.get("thickness_mm") is not None:
+        source += f", T = {float(prov['thickness_mm']):.1f} mm"
+    if not prov.get("spatial_locations_preserved", True):
+        source += ", HE registered to LE"
+    return _Recombined(
+        rc=np.asarray(result.rc),
+        weight=mean_w,
+        weight_source=source,
+        spatial_locations_preserved=bool(prov.get("spatial_locations_preserved", True)),
+        timings={
+            "decode": float(t.get("read_s", 0.0)),
+            "register": float(t.get("register_s", 0.0)),
+            "weight": float(t.get("weight_s", 0.0)),
+            "kernel": float(t.get("kernel_s", 0.0)),
+        },
     )
 
 
@@ -281,8 +303,9 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
                 return record
 
         # ---- decode + kernel
-        rc, weight, weight_source, timings = _recombine(pair, settings.weight)
-        record.weight, record.weight_source = weight, weight_source
+        res = _recombine(pair, settings.weight)
+        rc, weight, timings = res.rc, res.weight, dict(res.timings)
+        record.weight, record.weight_source = weight, res.weight_source
 
         # ---- encode + write
         from cemrecon.io.write import write_iodine_image, write_rc
@@ -291,20 +314,22 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
         mask = _rc_breast_mask(rc)
         written = write_rc(
             rc_path, rc, pair.le.header, pair.he.header,
-            weight=weight, weight_description=weight_source or None, breast_mask=mask, fingerprint=fingerprint,
+            weight=weight, weight_description=res.weight_source or None, breast_mask=mask, fingerprint=fingerprint,
+            spatial_locations_preserved=res.spatial_locations_preserved,
         )
         record.outputs.append({"kind": "rc", **written.as_dict(), "path": str(rc_path.relative_to(out_dir))})
         if iodine_path is not None:
             calibration = _load_calibration(settings.calibration_path, settings.calibration_sha256)
-            from cemrecon.iodine import iodine_map
+            from cemrecon.iodine import iodine_map_pair
 
             t_iodine = time.perf_counter()
-            iodine = iodine_map(*pair.load(), calibration=calibration)
+            iodine = iodine_map_pair(pair, calibration=calibration)  # decodes the pair again
             timings["iodine"] = time.perf_counter() - t_iodine
             written_i = write_iodine_image(
-                iodine_path, np.asarray(iodine, dtype=np.float32), pair.le.header, pair.he.header,
-                weight=weight, calibration_id=str(getattr(calibration, "id", "") or settings.calibration_sha256),
-                breast_mask=mask, fingerprint=fingerprint,
+                iodine_path, np.asarray(iodine.iodine_mg_cm2, dtype=np.float32), pair.le.header, pair.he.header,
+                weight=weight, calibration_id=_calibration_id(calibration, settings.calibration_sha256),
+                breast_mask=np.asarray(iodine.mask, dtype=bool), fingerprint=fingerprint,
+                spatial_locations_preserved=res.spatial_locations_preserved,
             )
             record.outputs.append(
                 {"kind": "iodine", **written_i.as_dict(), "path": str(iodine_path.relative_to(out_dir))}
@@ -400,7 +425,7 @@ def _clean_stale_temp_files(out_dir: Path) -> int:
 
 def _check_weight(weight: Any) -> Any:
     if weight is None:
-        return None
+        return "physics"
     if isinstance(weight, str):
         word = weight.strip().lower()
         if word in _WEIGHT_WORDS:
@@ -606,8 +631,13 @@ def run_batch(
             raise CalibrationError(
                 f"--calibration needs the iodine module (cemrecon.iodine), which is not available: {exc}"
             ) from exc
-        cal = _load_calibration(cal_path, cal_sha)  # fail early, in this process
-        cal_id = str(getattr(cal, "id", "") or getattr(cal, "calibration_id", "") or cal_sha[:16])
+        try:
+            cal = _load_calibration(cal_path, cal_sha)  # fail early, in this process
+        except CalibrationError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CalibrationError(f"cannot load calibration file {calibration}: {exc}") from exc
+        cal_id = _calibration_id(cal, cal_sha)
 
     from cemrecon.io.read import read_exams
 
@@ -638,7 +668,7 @@ def run_batch(
         inputs=inputs,
         out_dir=str(out),
         parameters={
-            "weight": weight,
+            "weight": weight,  # "physics" is recombine's default
             "calibration": cal_path,
             "calibration_id": cal_id,
             "force": bool(force),
