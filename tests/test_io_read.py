@@ -116,6 +116,14 @@ def test_derived_energy_image_is_not_raw(tmp_path):
     assert entry.role is FileRole.OTHER_IMAGE and "LOW_ENERGY image is DERIVED" in entry.reason
 
 
+def test_inverted_linear_sign_is_not_used(tmp_path):
+    ds = make_image("LE")
+    ds.PixelIntensityRelationshipSign = -1
+    path = write(ds, tmp_path / "x.dcm")
+    entry = read_exams(tmp_path).entry(path)
+    assert entry.role is FileRole.OTHER_IMAGE and "Sign -1" in entry.reason
+
+
 def test_contradictory_image_type(tmp_path):
     path = write(make_image("LE", image_type=["ORIGINAL", "PRIMARY", "LOW_ENERGY", "HIGH_ENERGY"]), tmp_path / "x.dcm")
     entry = read_exams(tmp_path).entry(path)

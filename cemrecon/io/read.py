@@ -22,7 +22,7 @@ Classification rules (first match wins), see ``shared/reference/dicom.md`` secti
 5. Fallbacks when no token: GE Processing Code ``GEMS_CESM_1`` -> ``VENDOR_RC``;
    filter Cu or Ti, or kVp >= 40 -> ``HE``; kVp <= 35 -> ``LE`` *only if* it then pairs
    with an HE (otherwise it is a non-contrast mammogram, ``OTHER_IMAGE``).
-6. LE/HE that are ``DERIVED``, For Presentation, ``LOG``, not monochrome or multi-frame
+6. LE/HE that are ``DERIVED``, For Presentation, ``LOG``, sign -1, not monochrome or multi-frame
    -> ``OTHER_IMAGE`` (recombination needs the raw For Processing ``LIN`` exposure).
 7. LE/HE whose pixel data is truncated -> ``UNREADABLE``; LE/HE kept with a reason
    (not paired) when the transfer syntax has no decoder plugin, pixels are signed, or
@@ -840,6 +840,13 @@ def _classify(path: Path, ds: _Fields, fp: Any, offset: int, size: int, *, check
     if frames != 1:
         scan.reason = f"{label} image has {frames} frames; single-frame images expected"
         return scan
+    sign = _int(ds.get("PixelIntensityRelationshipSign"))
+    if sign == -1:
+        scan.reason = (
+            f"{label} image has Pixel Intensity Relationship Sign -1 (values fall with exposure); "
+            "raw LIN data with sign +1 is expected"
+        )
+        return scan
 
     scan.role = FileRole.LE if energy is Energy.LOW else FileRole.HE
     # ---- from here on the file is an LE/HE candidate: check it is complete and decodable
@@ -1094,8 +1101,8 @@ def read_exams(
         keep = min(copies, key=lambda c: (c.image is None or c.reason is not None, c.order))
         for c in copies:
             if c is not keep:
-                if c.role is not FileRole.UNREADABLE:
-                    c.reason = f"duplicate of SOP Instance UID {uid} (the copy at {keep.path} is used)"
+                dup = f"duplicate of SOP Instance UID {uid} (the copy at {keep.path} is used)"
+                c.reason = dup if c.reason is None else f"{c.reason}; {dup}"
                 c.image = None
 
     # ---- strictness on per-file inconsistencies, for the files that may be used
