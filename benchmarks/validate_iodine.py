@@ -25,7 +25,6 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from cemrecon import physics
 from cemrecon.calibrate import Calibration, fit_calibration
 from cemrecon.iodine import iodine_map
 from cemrecon.phantom import simulate_view
