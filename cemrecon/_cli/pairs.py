@@ -83,7 +83,7 @@ def _write_json_atomic(doc: dict[str, Any], path: Path) -> None:
 
 
 def _short(uid: str, n: int = 18) -> str:
-    return uid if len(uid) <= n else "…" + uid[-(n - 1) :]
+    return uid if len(uid) <= n else "..." + uid[-(n - 3) :]
 
 
 def _table(result: Any) -> str:
