@@ -147,13 +147,23 @@ def aec_mas(
     thickness_mm: float,
     *,
     target_mgd_mGy: float | None = None,
+    target_signal_keV: float | None = None,
     glandularity: float = 0.5,
     paddle_pmma_mm: float = C.PADDLE_PMMA_MM,
+    pixel_mm: float = 0.1,
 ) -> float:
-    """mAs an AEC would choose: the exposure giving ``target_mgd_mGy`` per view.
+    """mAs an AEC would choose for a uniform breast of ``thickness_mm``.
 
-    The default target is :func:`default_target_mgd_mGy` (LE or HE decided by
-    :func:`~cemrecon.physics.spectra.is_high_energy`).
+    Either a dose target (default): the exposure giving ``target_mgd_mGy`` per view
+    (default :func:`default_target_mgd_mGy`, LE or HE decided by
+    :func:`~cemrecon.physics.spectra.is_high_energy`); or a detector target: the exposure
+    giving a mean absorbed energy of ``target_signal_keV`` per pixel (of ``pixel_mm``)
+    behind the breast, as a detector-driven AEC does.
+
+    Raises
+    ------
+    PhysicsError
+        Both targets given, or a target that is not positive.
 
     Examples
     --------
@@ -162,6 +172,18 @@ def aec_mas(
     True
     """
     t = _check_thickness(thickness_mm)
+    if target_signal_keV is not None:
+        if target_mgd_mGy is not None:
+            raise PhysicsError("aec_mas: give target_mgd_mGy or target_signal_keV, not both")
+        target = float(target_signal_keV)
+        if not (math.isfinite(target) and target > 0):
+            raise PhysicsError(f"target_signal_keV={target_signal_keV!r} must be > 0")
+        from cemrecon.physics.signal import SignalModel
+        from cemrecon.physics.weights import slab_paths
+
+        model = SignalModel(beam, pixel_mm=pixel_mm, paddle_pmma_mm=paddle_pmma_mm)
+        per_mas = math.exp(model.slab_log_signal(slab_paths(t, glandularity)))
+        return target / per_mas
     if target_mgd_mGy is None:
         target_mgd_mGy = default_target_mgd_mGy(t, high_energy=is_high_energy(beam))
     target = float(target_mgd_mGy)
