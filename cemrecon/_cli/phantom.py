@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "instead of exams")
     parser.add_argument("--bpe", choices=("none", "minimal", "mild", "moderate", "marked"), default=None,
                         help="force the BPE level (default: drawn per exam)")
+    parser.add_argument("--thickness-mm", type=float, default=None,
+                        help="force the compressed thickness, 20-90 mm (default: drawn per breast)")
     parser.add_argument("--no-lesions", action="store_true", help="no findings (texture and BPE only)")
     parser.add_argument("--scatter", type=float, default=None, metavar="SPR",
                         help="add scatter with this scatter-to-primary ratio (default: none)")
@@ -65,7 +67,8 @@ def run(args) -> int:
         else:
             from cemrecon.phantom import write_exams
 
-            opts = {"scatter": args.scatter, "motion_mm": args.motion_mm, "bpe_level": args.bpe}
+            opts = {"scatter": args.scatter, "motion_mm": args.motion_mm, "bpe_level": args.bpe,
+                    "thickness_mm": args.thickness_mm}
             if args.no_lesions:
                 opts["lesions"] = None
             exams = write_exams(args.outdir, args.exams, seed=args.seed, scale=args.scale,

@@ -33,6 +33,7 @@ the pixel grid, so one seed gives the same breast in millimetres at every ``scal
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -47,7 +48,6 @@ __all__ = [
     "make_anatomy",
     "draw_breast_shape",
     "detector_shape",
-    "power_law_noise",
     "resample_field",
     "FULL_ROWS",
     "FULL_COLUMNS",
@@ -100,32 +100,6 @@ def detector_shape(scale: float) -> tuple[tuple[int, int], float]:
 
 
 # ----------------------------------------------------------------------------- fields
-def power_law_noise(shape: tuple[int, int], *, beta: float = TEXTURE_BETA, rng: np.random.Generator,
-                    f_min_rel: float = 2.0, smooth_px: float = 0.0) -> np.ndarray:
-    """Zero-mean, unit-variance Gaussian noise with power spectrum ``~ 1/f**beta``.
-
-    ``f_min_rel`` (in units of the lowest grid frequency) caps the spectrum at low
-    frequencies so a single mode does not dominate.
-    """
-    ny, nx = shape
-    fy = np.fft.fftfreq(ny)[:, None] * ny
-    fx = np.fft.rfftfreq(nx)[None, :] * nx
-    # frequencies in cycles per field, isotropic in mm (grid is square-pitched)
-    f = np.sqrt((fy / ny) ** 2 + (fx / nx) ** 2) * max(ny, nx)
-    f = np.maximum(f, f_min_rel)
-    amp = f ** (-beta / 2.0)
-    amp[0, 0] = 0.0
-    if smooth_px > 0:  # Gaussian low-pass: exp(-2 pi^2 sigma^2 k^2), k in cycles per sample
-        k2 = (fy / ny) ** 2 + (fx / nx) ** 2
-        amp = amp * np.exp(-2.0 * np.pi**2 * smooth_px**2 * k2)
-    spec = amp * (rng.standard_normal(amp.shape, dtype=np.float32)
-                  + 1j * rng.standard_normal(amp.shape, dtype=np.float32))
-    out = np.fft.irfft2(spec, s=shape)
-    out -= out.mean()
-    sd = out.std()
-    return out / sd if sd > 0 else out
-
-
 def _interp_matrix(n_dst: int, dst_pitch: float, n_src: int, src_pitch: float) -> sp.csr_matrix:
     """Sparse linear-interpolation matrix from a source grid to a destination grid.
 
@@ -142,32 +116,76 @@ def _interp_matrix(n_dst: int, dst_pitch: float, n_src: int, src_pitch: float) -
     return sp.csr_matrix((vals, (rows, cols)), shape=(n_dst, n_src))
 
 
-def resample_field(src: np.ndarray, src_pitch_mm: float, dst_shape: tuple[int, int],
+def resample_field(src: np.ndarray, src_pitch_mm, dst_shape: tuple[int, int],
                    dst_pitch_mm: float) -> np.ndarray:
-    """Bilinear resampling of a field between two pixel grids sharing their origin (in mm)."""
-    wy = _interp_matrix(dst_shape[0], dst_pitch_mm, src.shape[0], src_pitch_mm)
-    wx = _interp_matrix(dst_shape[1], dst_pitch_mm, src.shape[1], src_pitch_mm)
+    """Bilinear resampling of a field between two pixel grids sharing their origin (in mm).
+
+    ``src_pitch_mm`` is a float or a (rows, columns) pair."""
+    py, px = (src_pitch_mm, src_pitch_mm) if np.ndim(src_pitch_mm) == 0 else src_pitch_mm
+    wy = _interp_matrix(dst_shape[0], dst_pitch_mm, src.shape[0], py)
+    wx = _interp_matrix(dst_shape[1], dst_pitch_mm, src.shape[1], px)
     tmp = wy @ src  # (ny_dst, nx_src)
-    return np.asarray((wx @ tmp.T).T)
+    return np.ascontiguousarray((wx @ tmp.T).T)
 
 
-def _field_grid_shape(shape: tuple[int, int], pixel_mm: float) -> tuple[int, int]:
-    return (int(np.ceil(shape[0] * pixel_mm / FIELD_GRID_MM)) + 1,
-            int(np.ceil(shape[1] * pixel_mm / FIELD_GRID_MM)) + 1)
+def _frequency_axes(n_rows: int, n_cols: int, sub_rows: int, sub_cols: int):
+    """Signed row-frequency indices and column indices (of a ``n_rows x n_cols`` rfft grid)
+    kept by a ``sub_rows x sub_cols`` grid covering the same extent."""
+    iy = np.concatenate([np.arange(0, sub_rows // 2 + 1), np.arange(-(sub_rows - sub_rows // 2 - 1), 0)])
+    ix = np.arange(0, sub_cols // 2 + 1)
+    return iy, ix
+
+
+def _amplitude(iy, ix, n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel):
+    fy = iy[:, None] / (n_rows * grid_mm)  # cycles per mm
+    fx = ix[None, :] / (n_cols * grid_mm)
+    f_phys = np.sqrt(fy**2 + fx**2)
+    f = np.maximum(f_phys * max(n_rows, n_cols) * grid_mm, f_min_rel)
+    amp = f ** (-beta / 2.0)
+    if smooth_mm > 0:  # Gaussian low-pass of sigma smooth_mm
+        amp = amp * np.exp(-2.0 * np.pi**2 * smooth_mm**2 * f_phys**2)
+    amp[(iy == 0)[:, None] & (ix == 0)[None, :]] = 0.0
+    return amp
+
+
+@functools.lru_cache(maxsize=32)
+def _field_std(n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel) -> float:
+    """Expected standard deviation of the un-normalised field of :func:`noise_on_grid`."""
+    iy = np.fft.fftfreq(n_rows, 1.0 / n_rows).astype(np.int64)
+    ix = np.arange(n_cols // 2 + 1)
+    amp = _amplitude(iy, ix, n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel)
+    w = np.full(ix.shape, 4.0)  # a coefficient and its Hermitian twin: variance 4 amp^2
+    w[0] = 1.0
+    if n_cols % 2 == 0:
+        w[-1] = 1.0
+    return float(np.sqrt(np.sum(amp**2 * w[None, :])))
 
 
 def noise_on_grid(shape: tuple[int, int], pixel_mm: float, *, rng: np.random.Generator,
                   beta: float = TEXTURE_BETA, smooth_mm: float = 0.0,
-                  grid_mm: float = FIELD_GRID_MM) -> np.ndarray:
-    """Power-law noise generated on a fixed ``grid_mm`` grid covering the detector and
-    resampled to pixels (so the field is the same in mm at every ``scale``).
+                  grid_mm: float = FIELD_GRID_MM, f_min_rel: float = 2.0) -> np.ndarray:
+    """Power-law (1/f^beta) Gaussian noise on the pixel grid, the same field in mm at every scale.
 
-    ``smooth_mm`` > 0 multiplies the spectrum by a Gaussian low-pass of that sigma (in mm).
+    The Fourier coefficients are drawn for a fixed ``grid_mm`` grid covering the full detector;
+    a coarse pixel grid keeps only the frequencies it can represent (so the inverse FFT runs at
+    about the pixel resolution, not at ``grid_mm``) and the field is resampled bilinearly to
+    the pixels.  Normalised by the *expected* standard deviation of the full field (zero mean,
+    about unit variance), so values agree between scales.  ``smooth_mm`` > 0 applies a Gaussian
+    low-pass of that sigma.
     """
-    gshape = (int(np.ceil(FULL_ROWS * FULL_PIXEL_MM / grid_mm)) + 1,
-              int(np.ceil(FULL_COLUMNS * FULL_PIXEL_MM / grid_mm)) + 1)
-    n = power_law_noise(gshape, beta=beta, rng=rng, smooth_px=smooth_mm / grid_mm)
-    return resample_field(n, grid_mm, shape, pixel_mm)
+    n_rows = int(np.ceil(FULL_ROWS * FULL_PIXEL_MM / grid_mm)) + 1
+    n_cols = int(np.ceil(FULL_COLUMNS * FULL_PIXEL_MM / grid_mm)) + 1
+    z = rng.standard_normal((2, n_rows, n_cols // 2 + 1), dtype=np.float32)
+    k = max(1, int(np.floor(pixel_mm / grid_mm)))
+    sub_rows, sub_cols = -(-n_rows // k), -(-n_cols // k)
+    iy, ix = _frequency_axes(n_rows, n_cols, sub_rows, sub_cols)
+    amp = _amplitude(iy, ix, n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel)
+    rows_idx = np.mod(iy, n_rows)
+    spec = amp * (z[0][rows_idx][:, ix] + 1j * z[1][rows_idx][:, ix])
+    field = np.fft.irfft2(spec, s=(sub_rows, sub_cols)) * (sub_rows * sub_cols)
+    field /= _field_std(n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel)
+    pitch = (n_rows * grid_mm / sub_rows, n_cols * grid_mm / sub_cols)
+    return resample_field(field, pitch, shape, pixel_mm)
 
 
 # ----------------------------------------------------------------------------- shape
@@ -444,7 +462,7 @@ def _fit_glandular(z: np.ndarray, tissue_mm: np.ndarray, breast: np.ndarray, tar
         return float((_smoothstep_fraction(zz, thr, width, gmax) * ww).sum() / tot)
 
     lo, hi = -12.0, 12.0
-    for _ in range(50):
+    for _ in range(32):  # interval 24 / 2^32: the threshold to ~6e-9
         mid = 0.5 * (lo + hi)
         if mean_for(mid) > target:
             lo = mid

@@ -321,18 +321,17 @@ def simulate_view(*, seed: int, scale: float = 1.0, laterality: str = "R", view:
     paths_mm = {"adipose": maps["adipose"], "glandular": maps["glandular"], "skin": anat.skin_mm,
                 "muscle": anat.muscle_mm, "hydroxyapatite": maps["hydroxyapatite"],
                 "calcium_oxalate": maps["calcium_oxalate"]}
-    paths_cm = _render.to_cm_paths(paths_mm)
-    paths_cm["iodine"] = maps["iodine"]
+    paths_mm["iodine"] = maps["iodine"]  # mg/cm^2
     mask = anat.breast_mask | (maps["iodine"] > 0)
-    le_mean, le_second = _render.expected_moments(le_model, paths_cm, mas_le, mask=mask)
+    le_mean, le_second = _render.expected_moments(le_model, paths_mm, mas_le, mask=mask)
     motion = (0.0, 0.0)
     if motion_mm:
         ang = float(nrng.uniform(0, 2 * math.pi))
         motion = (float(motion_mm) * math.sin(ang), float(motion_mm) * math.cos(ang))  # (rows, cols) mm
-        he_paths = {k: _shift(v, motion, pixel_mm) for k, v in paths_cm.items()}
+        he_paths = {k: _shift(v, motion, pixel_mm) for k, v in paths_mm.items() if np.any(v)}
         he_mask = _shift(mask.astype(float), motion, pixel_mm) > 0
     else:
-        he_paths, he_mask = paths_cm, mask
+        he_paths, he_mask = paths_mm, mask
     he_mean, he_second = _render.expected_moments(he_model, he_paths, mas_he, mask=he_mask)
     if scatter:
         spr = float(scatter)

@@ -45,21 +45,20 @@ MAX_DN = (1 << 14) - 1
 
 def to_cm_paths(paths_mm: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Convert a ``{material: mm}`` mapping (``iodine`` stays mg/cm^2) to the physics unit (cm)."""
-    out: dict[str, np.ndarray] = {}
-    for name, value in paths_mm.items():
-        out[name] = value if name == "iodine" else np.asarray(value) / 10.0
-    return out
+    return {name: (np.asarray(v) if name == "iodine" else np.asarray(v) / 10.0) for name, v in paths_mm.items()}
 
 
-def expected_moments(model, paths_cm: Mapping[str, np.ndarray], mas: float, *,
+def expected_moments(model, paths_mm: Mapping[str, np.ndarray], mas: float, *,
                      mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean (keV) and second moment (keV^2) of every pixel.
 
-    Only pixels in ``mask`` (where some path is non-zero) go through the spectral integral;
-    the others get the open-field value (exact: all their paths are zero).  Materials whose
-    map is zero everywhere are left out (exact as well).
+    ``paths_mm`` maps material names to path lengths in **mm** (``"iodine"``: mg/cm^2); they
+    are converted to the physics unit (cm) here.  Only pixels in ``mask`` (default: where some
+    path is non-zero) go through the spectral integral; the others get the open-field value
+    (exact: all their paths are zero).  Materials whose map is zero everywhere are left out
+    (exact as well).
     """
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in paths_cm.items()}
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in paths_mm.items()}
     shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
     arrays = {k: v for k, v in arrays.items() if v.size and v.max() > 0}
     open_mean, open_second = model.moments({}, mas)
@@ -74,7 +73,10 @@ def expected_moments(model, paths_cm: Mapping[str, np.ndarray], mas: float, *,
     idx = np.flatnonzero(mask)
     if idx.size == 0:
         return mean, second
-    flat = {k: np.broadcast_to(v, shape).reshape(-1)[idx] for k, v in arrays.items()}
+    flat = {}
+    for k, v in arrays.items():
+        vals = np.broadcast_to(v, shape).reshape(-1)[idx]
+        flat[k] = vals if k == "iodine" else vals * 0.1  # mm -> cm
     m, s = model.moments(flat, mas)
     mean.reshape(-1)[idx] = m
     second.reshape(-1)[idx] = s
