@@ -161,6 +161,7 @@ _VIEW_CODES = {
     "399101009": View.XCCM,
     "R-1024B": View.XCCM,
 }
+_VIEW_CODE_BYTES = tuple((code.encode("ascii"), view) for code, view in _VIEW_CODES.items())
 _VIEW_MEANINGS = {
     "cranio-caudal": View.CC,
     "medio-lateral oblique": View.MLO,
@@ -425,6 +426,13 @@ class _Fields:
                 return values[0] if len(values) == 1 else list(values)
         return self.ds[tag].value
 
+    def raw_bytes(self, keyword: str) -> bytes | None:
+        """The undecoded value of an element when pydicom has not converted it yet, else None."""
+        elem = self.ds.get_item(_tag_vr(keyword)[0])
+        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            return elem.value
+        return None
+
     def private(self, group: int, creator: str, offset: int) -> Any:
         """Value of private element ``offset`` of ``creator``'s block in ``group`` (None if absent)."""
         slots = self._creators.get(group)
@@ -493,7 +501,13 @@ def normalise_view(ds: Dataset) -> tuple[View | None, list[str]]:
     """
     ds = _fields(ds)
     found: list[tuple[str, View]] = []
-    for item in _multi(ds.get("ViewCodeSequence")):
+    # fast path: the sequence's raw bytes name exactly one known view code (no parsing)
+    raw = ds.raw_bytes("ViewCodeSequence")
+    hits = {view for code, view in _VIEW_CODE_BYTES if code in raw} if raw else set()
+    items = [] if len(hits) == 1 else _multi(ds.get("ViewCodeSequence"))
+    if len(hits) == 1:
+        found.append(("View Code Sequence", hits.pop()))
+    for item in items:
         code = _str(item.get("CodeValue"))
         meaning = (_str(item.get("CodeMeaning")) or "").lower()
         if code in _VIEW_CODES:
