@@ -249,6 +249,20 @@ def test_kernel_chunking(monkeypatch):
     np.testing.assert_allclose(second, ref_second, rtol=1e-12)
 
 
+def test_worker_threads_use_the_serial_kernel_with_identical_results():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    model = SignalModel(le_beam_for_thickness(40.0))
+    paths = {"adipose": rng.uniform(0, 4, (40, 30)), "glandular": rng.uniform(0, 4, (40, 30))}
+    main_mean, main_second = model.moments(paths, 3.0)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: model.moments(paths, 3.0), range(3)))
+    for mean, second in results:
+        np.testing.assert_array_equal(mean, main_mean)
+        np.testing.assert_array_equal(second, main_second)
+
+
 def test_moments_validation():
     model = SignalModel(le_beam_for_thickness(50.0))
     with pytest.raises(PhysicsError, match="paths key 'bone'"):

@@ -87,35 +87,51 @@ if numba.config.DISABLE_JIT:  # pure-Python mode (coverage runs): the bitcast in
         return math.exp(-min(x, _EXP_NEG_MAX))
 
 
+@numba.njit(inline="always", **JIT_OPTIONS)
+def _block_moments(paths, mu, a1, a2, out_mean, out_second, p0, p1, s):  # pragma: no cover - jitted
+    """Moments of pixels p0..p1-1; ``s`` is an (n_e,) scratch array."""
+    n_mat = paths.shape[0]
+    n_e = a1.shape[0]
+    for p in range(p0, p1):
+        for e in range(n_e):
+            s[e] = 0.0
+        for m in range(n_mat):
+            t = paths[m, p]
+            for e in range(n_e):
+                s[e] += mu[m, e] * t
+        m1 = 0.0
+        m2 = 0.0
+        for e in range(n_e):
+            tr = _exp_neg(s[e])
+            m1 += a1[e] * tr
+            m2 += a2[e] * tr
+        out_mean[p] = m1
+        out_second[p] = m2
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def moments_kernel(paths, mu, a1, a2, out_mean, out_second):  # pragma: no cover - jitted
-    """Polyenergetic transmitted moments for each pixel.
+    """Polyenergetic transmitted moments for each pixel (multi-threaded).
 
     paths : (n_mat, n_pix) float64 path lengths (cm or mg/cm^2)
     mu    : (n_mat, n_e) float64 attenuation per unit path
     a1,a2 : (n_e,) photons x eta E, photons x eta E^2 per bin (no object)
     out_* : (n_pix,) float64
     """
-    n_mat = paths.shape[0]
     n_pix = paths.shape[1]
-    n_e = a1.shape[0]
     n_blocks = (n_pix + BLOCK_PIXELS - 1) // BLOCK_PIXELS
     for b in numba.prange(n_blocks):
-        s = np.empty(n_e)
+        s = np.empty(a1.shape[0])
         p0 = b * BLOCK_PIXELS
-        p1 = min(p0 + BLOCK_PIXELS, n_pix)
-        for p in range(p0, p1):
-            for e in range(n_e):
-                s[e] = 0.0
-            for m in range(n_mat):
-                t = paths[m, p]
-                for e in range(n_e):
-                    s[e] += mu[m, e] * t
-            m1 = 0.0
-            m2 = 0.0
-            for e in range(n_e):
-                tr = _exp_neg(s[e])
-                m1 += a1[e] * tr
-                m2 += a2[e] * tr
-            out_mean[p] = m1
-            out_second[p] = m2
+        _block_moments(paths, mu, a1, a2, out_mean, out_second, p0, min(p0 + BLOCK_PIXELS, n_pix), s)
+
+
+@numba.njit(**JIT_OPTIONS)
+def moments_kernel_serial(paths, mu, a1, a2, out_mean, out_second):  # pragma: no cover - jitted
+    """Single-threaded :func:`moments_kernel`, for callers outside the main thread.
+
+    Python threads (e.g. dask's threaded scheduler) then run kernels concurrently
+    (the GIL is released) without nesting numba's thread pool inside theirs.
+    """
+    s = np.empty(a1.shape[0])
+    _block_moments(paths, mu, a1, a2, out_mean, out_second, 0, paths.shape[1], s)

@@ -18,6 +18,7 @@ energy is used anywhere.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -211,7 +212,12 @@ class SignalModel:
             mean = np.full(path_shape, float(a1.sum()))
             second = np.full(path_shape, float(a2.sum()))
         else:
-            from cemrecon.physics._kernels import moments_kernel
+            from cemrecon.physics import _kernels
+
+            # numba's thread pool from the main thread only: worker threads run the
+            # serial kernel (GIL released), so concurrent callers never nest thread pools
+            main = threading.current_thread() is threading.main_thread()
+            kernel = _kernels.moments_kernel if main else _kernels.moments_kernel_serial
 
             mu = np.ascontiguousarray(np.stack([self.attenuation(k) for k, _ in varying], axis=0))
             flats = []
@@ -228,7 +234,7 @@ class SignalModel:
                 b = buf[:, : i1 - i0]
                 for m, f in enumerate(flats):
                     b[m] = f[i0:i1]
-                moments_kernel(b, mu, a1, a2, mean[i0:i1], second[i0:i1])
+                kernel(b, mu, a1, a2, mean[i0:i1], second[i0:i1])
             mean = mean.reshape(path_shape)
             second = second.reshape(path_shape)
         if mas_arr.ndim == 0 and mean.shape == shape:
