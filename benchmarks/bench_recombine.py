@@ -1,0 +1,230 @@
+"""Recombination speed: cemrecon kernel vs a memory-traffic floor, NumPy and SimpleITK.
+
+Run::
+
+    python benchmarks/bench_recombine.py                # full field, 2 threads, scaling
+    python benchmarks/bench_recombine.py --repeats 40 --threads 2 --no-scaling
+
+One interleaved run: every repetition times each method once, in turn, so load
+from other processes hits all methods alike; the table reports medians (and
+minima) and ratios against the floor and NumPy float32 measured in the same run.
+
+Methods
+-------
+cemrecon kernel      ``rc_lut_words``: RC = T_he[he] - w T_le[le], uint16 in, float32 out
+cemrecon recombine() the public call (validation, offsets, allocation, dispatch)
+memory floor         numba kernel with the same loads and stores (2 x uint16 in,
+                     float32 out = 8 bytes/pixel) and one FMA: ``he - w * le``
+libm kernel          the same loop with two float64 ``math.log`` calls per pixel
+NumPy float32        ``np.log(he32) - w * np.log(le32)`` (the naive baseline)
+NumPy float64        the same in float64, cast to float32
+SimpleITK            Cast -> Log (x2), Multiply, Subtract filters, float32
+
+Regimes
+-------
+``hot``: the same input/output buffers every time (inputs and output, 54 MB at
+full field, partly stay in the 32 MB L3).  ``cold``: a ring of buffer sets
+larger than the L3, so every call streams from DRAM, as a freshly decoded pair
+does.  ``alloc``: a new output array per call (first-touch page faults), which
+is what ``recombine()`` does.  Kernel and floor are run in all three.
+
+Test data: a synthetic breast-like pair (smooth texture + noise, LE 400-14000 DN,
+HE 2000-9000 DN, dark offset 50 DN); the kernel's speed depends on the spread of
+values only through table locality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+FULL_FIELD = (2850, 2394)
+DARK_OFFSET_DN = 50.0
+WEIGHT = 0.245
+
+
+def _floor_kernel_pair():
+    from numba import prange
+
+    from cemrecon._numba import kernel
+
+    @kernel
+    def memory_floor(he, le, w, out):
+        n = he.shape[0]
+        for p in prange(n):
+            out[p] = np.float32(he[p]) - w * np.float32(le[p])
+        return out
+
+    return memory_floor
+
+
+def _make_pair(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    h, w = shape[-2:]
+    frames = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    les, hes = [], []
+    for _ in range(frames):
+        low = ndimage.gaussian_filter(rng.normal(size=(h // 8 + 1, w // 8 + 1)), 3.0)
+        low = (low - low.min()) / np.ptp(low)
+        tex = np.kron(low, np.ones((8, 8)))[:h, :w]
+        le_mean = 400.0 + 13600.0 * tex
+        he_mean = 2000.0 + 7000.0 * tex
+        les.append(np.clip(le_mean + rng.normal(0, 1, (h, w)) * np.sqrt(4 * le_mean) + DARK_OFFSET_DN, 0, 65535))
+        hes.append(np.clip(he_mean + rng.normal(0, 1, (h, w)) * np.sqrt(4 * he_mean) + DARK_OFFSET_DN, 0, 65535))
+    le = np.stack(les).reshape(shape).astype(np.uint16)
+    he = np.stack(hes).reshape(shape).astype(np.uint16)
+    return le, he
+
+
+def _sitk_method(threads: int):
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+    def run(le, he, out):
+        le_img = sitk.Cast(sitk.GetImageFromArray(le), sitk.sitkFloat32)
+        he_img = sitk.Cast(sitk.GetImageFromArray(he), sitk.sitkFloat32)
+        rc = sitk.Subtract(sitk.Log(he_img), sitk.Multiply(sitk.Log(le_img), WEIGHT))
+        return sitk.GetArrayViewFromImage(rc)
+
+    return run
+
+
+def build_methods(threads: int, *, with_slow: bool = True):
+    from cemrecon import kernels as K
+    from cemrecon import recombine
+    from cemrecon._numba import run_kernel
+
+    floor = _floor_kernel_pair()
+    t = K.log_table(DARK_OFFSET_DN, 0.5)
+
+    def kernel(le, he, out):
+        return run_kernel(K.rc_lut_words, he.reshape(-1).view(np.uint64), le.reshape(-1).view(np.uint64),
+                          t, t, WEIGHT, out.reshape(-1), threads=threads)
+
+    def floor_run(le, he, out):
+        return run_kernel(floor, he.reshape(-1), le.reshape(-1), np.float32(WEIGHT), out.reshape(-1),
+                          threads=threads)
+
+    def api(le, he, out):
+        return recombine(le, he, weight=WEIGHT, dark_offset=DARK_OFFSET_DN, threads=threads)
+
+    def libm(le, he, out):
+        cols = le.shape[-1]
+        return run_kernel(K.rc_float, he.reshape(-1, cols), le.reshape(-1, cols), DARK_OFFSET_DN,
+                          DARK_OFFSET_DN, 0.5, WEIGHT, out.reshape(-1, cols), threads=threads)
+
+    def np32(le, he, out):
+        return np.log(he.astype(np.float32)) - np.float32(WEIGHT) * np.log(le.astype(np.float32))
+
+    def np64(le, he, out):
+        return (np.log(he.astype(np.float64)) - WEIGHT * np.log(le.astype(np.float64))).astype(np.float32)
+
+    methods = {
+        "cemrecon kernel": kernel,
+        "memory floor": floor_run,
+        "cemrecon recombine()": api,
+    }
+    if with_slow:
+        methods.update({
+            "libm kernel (2 logs/px)": libm,
+            "NumPy float32": np32,
+            "NumPy float64": np64,
+            "SimpleITK": _sitk_method(threads),
+        })
+    return methods
+
+
+def interleaved(methods: dict, buffers: list, repeats: int, *, alloc: bool) -> dict[str, list[float]]:
+    """Time each method once per repetition, in turn; rotate through ``buffers``."""
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for name, fn in methods.items():  # warm-up (compilation, first touch)
+        le, he, out = buffers[0]
+        fn(le, he, out)
+    k = 0
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            le, he, out = buffers[k % len(buffers)]
+            k += 1
+            if alloc:
+                out = np.empty(le.shape, np.float32)
+            t0 = time.perf_counter()
+            fn(le, he, out)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _buffers(shape, n_sets: int) -> list:
+    sets = []
+    for i in range(n_sets):
+        le, he = _make_pair(shape, seed=i)
+        sets.append((le, he, np.zeros(shape, np.float32)))
+    return sets
+
+
+def print_table(title: str, times: dict[str, list[float]], n_pixels: int) -> dict[str, float]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    floor = med.get("memory floor")
+    base = med.get("NumPy float32")
+    print(f"\n{title}")
+    print(f"{'method':26s} {'median ms':>10s} {'min ms':>8s} {'Mpx/s':>8s} {'x floor':>8s} {'NumPy32/x':>10s}")
+    for name, v in times.items():
+        m = med[name]
+        print(f"{name:26s} {m * 1e3:10.2f} {min(v) * 1e3:8.2f} {n_pixels / m / 1e6:8.0f} "
+              f"{(m / floor if floor else float('nan')):8.2f} {(base / m if base else float('nan')):10.1f}")
+    return med
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--no-scaling", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+
+    import numba
+
+    from cemrecon._numba import resolve_threads
+
+    threads = resolve_threads(args.threads)
+    print(f"numba {numba.__version__}, threading layer after warm-up below, threads={threads}, "
+          f"NumPy {np.__version__}, cpu count {os.cpu_count()}")
+    shape = FULL_FIELD
+    n = shape[0] * shape[1]
+    methods = build_methods(threads)
+    hot = _buffers(shape, 1)
+    t = interleaved(methods, hot, args.repeats, alloc=False)
+    print(f"threading layer: {numba.threading_layer()}")
+    print_table(f"Full field {shape[0]} x {shape[1]} uint16, {threads} threads, hot buffers "
+                f"(interleaved, {args.repeats} repeats)", t, n)
+
+    fast = build_methods(threads, with_slow=False)
+    cold = _buffers(shape, 4)  # 4 x 54 MB > 32 MB L3
+    t = interleaved(fast, cold, args.repeats, alloc=False)
+    print_table("Full field, cold buffers (ring of 4 pairs + outputs, 216 MB > L3)", t, n)
+    t = interleaved(fast, cold, args.repeats, alloc=True)
+    print_table("Full field, cold buffers, new output array per call (as recombine() does)", t, n)
+
+    if not args.no_scaling:
+        print("\nScaling (cold buffers, new output per call; kernel vs floor)")
+        print(f"{'shape':>18s} {'kernel ms':>10s} {'floor ms':>9s} {'x floor':>8s} {'kernel Mpx/s':>13s}")
+        only = {k: fast[k] for k in ("cemrecon kernel", "memory floor")}
+        for s in [(712, 596), (1424, 1196), FULL_FIELD, (2, *FULL_FIELD), (4, *FULL_FIELD)]:
+            n_sets = max(1, int(np.ceil(160e6 / (8 * np.prod(s)))))
+            bufs = _buffers(s, min(n_sets, 4))
+            tt = interleaved(only, bufs, max(5, args.repeats // 2), alloc=True)
+            mk = statistics.median(tt["cemrecon kernel"])
+            mf = statistics.median(tt["memory floor"])
+            print(f"{str(s):>18s} {mk * 1e3:10.2f} {mf * 1e3:9.2f} {mk / mf:8.2f} {np.prod(s) / mk / 1e6:13.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
