@@ -168,6 +168,7 @@ class ExamTruth:
     dicom_files: dict  # "R_CC_LE" -> Path
     truth_files: dict  # "R_CC" -> (npz Path, json Path)
     views: dict  # "R_CC" -> truth json dict
+    timings_s: dict = field(default_factory=dict)  # anatomy / physics / detector / write, summed
 
 
 # ----------------------------------------------------------------------------- patient
@@ -500,9 +501,13 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
         study_uid = _dcm.uid_from(es, "study")
         series_uid = _dcm.uid_from(es, "series")
         dicom_files, truth_files, views = {}, {}, {}
+        timings = {"anatomy": 0.0, "physics": 0.0, "detector": 0.0, "write": 0.0}
         inst = 0
         for vi, (lat, view) in enumerate([(lat, v) for v in VIEWS for lat in LATERALITIES]):
             sim = simulate_view(seed=es, scale=scale, laterality=lat, view=view, **options)
+            for k, v in sim.timings_s.items():
+                timings[k] = timings.get(k, 0.0) + v
+            tw = time.perf_counter()
             for_uid = _dcm.uid_from(es, lat, view, "frame-of-reference")
             t_le = STUDY_DATETIME + _dt.timedelta(seconds=FIRST_VIEW_AFTER_STUDY_S + vi * BETWEEN_VIEWS_S)
             write_pair_dicom(edir / "dicom", f"{lat}_{view}", sim, exam_seed_=es, index=i, lat=lat, view=view,
@@ -520,7 +525,9 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
             _write_json(js, tj)
             truth_files[f"{lat}_{view}"] = (npz, js)
             views[f"{lat}_{view}"] = tj
+            timings["write"] += time.perf_counter() - tw
             logger.info("exam %s view %s%s written (%s)", exam_id, lat, view, sim.timings_s)
         results.append(ExamTruth(exam_id=exam_id, seed=es, directory=edir, study_uid=study_uid,
-                                 dicom_files=dicom_files, truth_files=truth_files, views=views))
+                                 dicom_files=dicom_files, truth_files=truth_files, views=views,
+                                 timings_s=timings))
     return results
