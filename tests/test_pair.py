@@ -102,8 +102,10 @@ def test_duplicate_prefers_the_intact_copy(tmp_path):
 def test_same_path_twice_is_scanned_once(tmp_path):
     le = _w(tmp_path, "le", "LE")
     _w(tmp_path, "he", "HE", 1 * S)
-    result = read_exams([tmp_path, le, tmp_path / "." / "le.dcm"])
+    calls = []
+    result = read_exams([tmp_path, le, tmp_path / "." / "le.dcm"], progress=lambda k, n: calls.append((k, n)))
     assert len(result.manifest) == 2 and len(result.pairs) == 1
+    assert calls == [(1, 2), (2, 2)]
 
 
 def test_strictness_long_gap(tmp_path):

@@ -118,14 +118,30 @@ def run(args: argparse.Namespace) -> int:
     from cemrecon.errors import CemreconError
     from cemrecon.io.read import read_exams
 
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="file", desc="scanning headers", leave=False)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
     try:
-        result = read_exams(args.paths, strictness=args.strictness, recursive=getattr(args, "recursive", True))
+        result = read_exams(
+            args.paths, strictness=args.strictness, recursive=getattr(args, "recursive", True), progress=progress
+        )
     except FileNotFoundError as exc:
         print(f"cemrecon pairs: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CemreconError as exc:
         print(f"cemrecon pairs: stopped: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    finally:
+        if bar is not None:
+            bar.close()
     print(_table(result))
     if args.json:
         try:

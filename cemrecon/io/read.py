@@ -37,7 +37,7 @@ import logging
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1050,6 +1050,7 @@ def read_exams(
     check_pixels: bool = True,
     warn_gap_s: float = WARN_GAP_S,
     max_gap_s: float = MAX_GAP_S,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReadResult:
     """Scan files, folders or DICOMDIRs, classify every file, and pair each LE with its HE.
 
@@ -1073,6 +1074,8 @@ def read_exams(
         An LE-HE acquisition time gap above this (s) is an inconsistency.
     max_gap_s : float
         Images further apart than this (s) are never paired.
+    progress : callable, optional
+        ``progress(n_scanned, n_files)`` after each file (e.g. to drive a progress bar).
 
     Returns
     -------
@@ -1098,8 +1101,10 @@ def read_exams(
         raise ValueError(f"need 0 < warn_gap_s <= max_gap_s, got warn_gap_s={warn_gap_s}, max_gap_s={max_gap_s}")
     report = _Reporter(mode)
     files, scans = _collect(paths, recursive=recursive)
-    for path in files:
+    for k, path in enumerate(files, 1):
         scans.append(scan_file(path, check_pixels=check_pixels))
+        if progress is not None:
+            progress(k, len(files))
     for i, s in enumerate(scans):
         s.order = i
     logger.info("scanned %d files", len(scans))
