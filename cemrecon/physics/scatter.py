@@ -38,11 +38,22 @@ def _blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     padded = np.pad(image, ((0, hp - h), (0, wp - w)), mode="edge")
     small = padded.reshape(hp // block, block, wp // block, block).mean(axis=(1, 3))
     small = ndimage.gaussian_filter(small, sigma_px / block, mode="nearest")
-    # block centres sit at (i + 0.5) * block - 0.5 in full-resolution pixel coordinates
-    yy = (np.arange(h) + 0.5) / block - 0.5
-    xx = (np.arange(w) + 0.5) / block - 0.5
-    coords = np.meshgrid(yy, xx, indexing="ij")
-    return ndimage.map_coordinates(small, coords, order=1, mode="nearest")
+    # separable linear interpolation back to full resolution; block centres sit at
+    # (i + 0.5) * block - 0.5 in full-resolution pixel coordinates
+    rows = _linear_upsample(small, h, block, axis=0)
+    return _linear_upsample(rows, w, block, axis=1)
+
+
+def _linear_upsample(small: np.ndarray, n_out: int, block: int, axis: int) -> np.ndarray:
+    n_in = small.shape[axis]
+    pos = np.clip((np.arange(n_out) + 0.5) / block - 0.5, 0.0, n_in - 1)
+    i0 = np.floor(pos).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = pos - i0
+    shape = [1, 1]
+    shape[axis] = n_out
+    frac = frac.reshape(shape)
+    return np.take(small, i0, axis=axis) * (1.0 - frac) + np.take(small, i1, axis=axis) * frac
 
 
 def scatter_field(primary, *, spr, pixel_mm: float, kernel_fwhm_mm: float = DEFAULT_KERNEL_FWHM_MM,
