@@ -96,10 +96,10 @@ class SignalModel:
     ):
         from cemrecon.physics.detector import absorbed_energy_keV, pixel_area_mm2
 
-        if not (isinstance(pixel_mm, (int, float)) and 0.0 < pixel_mm <= 10.0):
-            raise PhysicsError(f"pixel_mm={pixel_mm!r} must be in (0, 10] mm")
-        if not (isinstance(csi_mm, (int, float)) and 0.0 < csi_mm <= 5.0):
-            raise PhysicsError(f"csi_mm={csi_mm!r} must be in (0, 5] mm")
+        from cemrecon.physics.spectra import checked_mm
+
+        pixel_mm = checked_mm("pixel_mm", pixel_mm, 0.0, 10.0, open_low=True)
+        csi_mm = checked_mm("csi_mm", csi_mm, 0.0, 5.0, open_low=True)
         self.beam = beam
         self.pixel_mm = float(pixel_mm)
         self.spectrum = spectrum(beam, paddle_pmma_mm=paddle_pmma_mm, cover_mm=cover_mm, sid_mm=sid_mm)

@@ -30,6 +30,18 @@ __all__ = ["Beam", "Spectrum", "spectrum", "air_kerma_uGy_per_mAs", "is_high_ene
 log = logging.getLogger(__name__)
 
 
+def checked_mm(name: str, value, lo: float, hi: float, *, open_low: bool = False) -> float:
+    """``float(value)`` if it lies in [lo, hi] (or (lo, hi]); else PhysicsError naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise PhysicsError(f"{name} must be a number, got {value!r}") from None
+    ok = math.isfinite(v) and (v > lo if open_low else v >= lo) and v <= hi
+    if not ok:
+        raise PhysicsError(f"{name}={value!r} outside {'(' if open_low else '['}{lo:g}, {hi:g}] mm")
+    return v
+
+
 def _symbol(value, *, what: str, accepted: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise PhysicsError(f"{what} must be a string (element symbol or DICOM term); got {value!r}")
@@ -242,9 +254,7 @@ def spectrum(
     """
     if not isinstance(beam, Beam):
         raise TypeError(f"beam must be a cemrecon.physics.Beam, got {type(beam).__name__}")
-    for name, value, hi in (("paddle_pmma_mm", paddle_pmma_mm, 50.0), ("cover_mm", cover_mm, 10.0)):
-        if not (isinstance(value, (int, float)) and 0.0 <= value <= hi and math.isfinite(value)):
-            raise PhysicsError(f"{name}={value!r} outside 0-{hi:g} mm")
-    if not (isinstance(sid_mm, (int, float)) and 300.0 <= sid_mm <= 2000.0):
-        raise PhysicsError(f"sid_mm={sid_mm!r} outside 300-2000 mm")
+    paddle_pmma_mm = checked_mm("paddle_pmma_mm", paddle_pmma_mm, 0.0, 50.0)
+    cover_mm = checked_mm("cover_mm", cover_mm, 0.0, 10.0)
+    sid_mm = checked_mm("sid_mm", sid_mm, 300.0, 2000.0)
     return _spectrum_cached(beam, float(paddle_pmma_mm), float(cover_mm), float(sid_mm))
