@@ -359,9 +359,11 @@ def make_anatomy(shape_params: BreastShape, *, laterality: str, view: str,
         b = shape_params.half_width_mm
         yc = 0.5 * height_mm
     else:
+        # MLO: longer, running off the top of the detector (axillary tail); the inframammary
+        # fold stays inside the field
         a = min(shape_params.depth_mm * 1.12, width_mm - 15.0)
-        b = max(shape_params.half_width_mm * 1.35, 0.52 * height_mm)
-        yc = 0.46 * height_mm
+        b = max(shape_params.half_width_mm * 1.25, 0.42 * height_mm)
+        yc = min(0.40 * height_mm, height_mm - b - 10.0) if b < 0.6 * height_mm else 0.40 * height_mm
     a = min(a, width_mm - 10.0)
     b = min(b, 0.5 * height_mm - 5.0) if view == "CC" else b
 
@@ -435,9 +437,16 @@ def make_anatomy(shape_params: BreastShape, *, laterality: str, view: str,
                    glandular_fraction=glandular, breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt,
                    edge_distance_mm=d,
                    nipple_rc=(0.0, 0.0), rolloff_mm=rolloff,
-                   geometry={"depth_mm": a, "half_width_mm": b, "center_y_mm": yc})
-    nip_y = yc if view == "CC" else yc + 0.05 * height_mm
-    anat.nipple_rc = anat.to_display(a - 0.5 * pixel_mm, nip_y)
+                   geometry={"depth_mm": a, "half_width_mm": b, "center_y_mm": yc,
+                             "pectoral_x_mm": px if view == "MLO" else 0.0,
+                             "pectoral_y_mm": py if view == "MLO" else 0.0})
+    # nipple: the breast pixel farthest from the chest wall on the row of the outline's axis
+    nip_row = int(np.clip(round(yc / pixel_mm - 0.5), 0, rows - 1))
+    nip_cols = np.flatnonzero(breast[nip_row])
+    if nip_cols.size:
+        anat.nipple_rc = (float(nip_row), float(nip_cols.min() if laterality == "R" else nip_cols.max()))
+    else:
+        anat.nipple_rc = anat.to_display(a - 0.5 * pixel_mm, yc)
     return anat
 
 

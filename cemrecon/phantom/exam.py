@@ -176,12 +176,21 @@ def _patient(seed: int, *, thickness_mm, glandularity, bpe_level, lesions, targe
     rng = np.random.default_rng([int(seed), 0])
     shapes = {lat: _anat.draw_breast_shape(rng, thickness_mm=thickness_mm, glandularity=glandularity)
               for lat in LATERALITIES}
-    if glandularity is None:
-        # both breasts of a woman have about the same density
-        g = shapes["R"].glandularity
-        shapes["L"] = _replace(shapes["L"], glandularity=float(np.clip(g * rng.uniform(0.9, 1.1), 0.02, 0.85)))
-    else:
+    # both breasts of a woman have about the same size, thickness and density (+-7 %, +-10 %)
+    r_shape = shapes["R"]
+    j = rng.uniform(0.93, 1.07, size=4)
+    lo_t, hi_t = _anat.THICKNESS_RANGE_MM
+    g_l = r_shape.glandularity if glandularity is not None else float(
+        np.clip(r_shape.glandularity * rng.uniform(0.9, 1.1), *_anat.GLANDULARITY_RANGE))
+    if glandularity is not None:
         rng.uniform()
+    shapes["L"] = _replace(
+        shapes["L"], depth_mm=r_shape.depth_mm * j[0], half_width_mm=r_shape.half_width_mm * j[1],
+        thickness_cc_mm=(r_shape.thickness_cc_mm if thickness_mm is not None
+                         else float(np.clip(r_shape.thickness_cc_mm * j[2], lo_t, hi_t))),
+        thickness_mlo_mm=(r_shape.thickness_mlo_mm if thickness_mm is not None
+                          else float(np.clip(r_shape.thickness_mlo_mm * j[3], lo_t, hi_t))),
+        glandularity=g_l)
     level, ext, conc = _les.draw_bpe(rng, bpe_level)
     ext_side = {lat: ext for lat in LATERALITIES}
     if level != "none":

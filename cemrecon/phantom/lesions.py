@@ -282,8 +282,11 @@ def lesion_center_mm(anat, spec: dict) -> tuple[float, float]:
     lateral = u if anat.view == "CC" else (u + v) / math.sqrt(2.0)
     b = anat.shape.half_width_mm
     x = depth * a
-    yc = anat.geometry["center_y_mm"] + (0.05 * anat.image_shape[0] * anat.pixel_mm if anat.view == "MLO" else 0)
+    yc = anat.geometry["center_y_mm"]  # the nipple axis
     y = yc + lateral * b * math.sqrt(max(1.0 - depth**2, 0.05))
+    px, py = anat.geometry.get("pectoral_x_mm", 0.0), anat.geometry.get("pectoral_y_mm", 0.0)
+    if px > 0 and py > 0 and x / px + y / py < 1.0:  # keep findings out of the pectoral muscle
+        x = px * (1.0 - y / py) + 10.0
     return x, y
 
 
