@@ -583,8 +583,10 @@ def _recombine(
             px = _pixel_mm(pixel_mm, src_le, "thickness")
             maps_w, maps_o = [], []
             le_frames = le_px.reshape((-1,) + shape[-2:])
+            he_frames = he_px.reshape((-1,) + shape[-2:])
             for i in range(frames):
-                tm = thickness_maps(_log_image(le_frames[i], le_off, floor_dn, threads), thickness_mm=t_mm,
+                tm = thickness_maps(_log_image(le_frames[i], le_off, floor_dn, threads),
+                                    _log_image(he_frames[i], he_off, floor_dn, threads), thickness_mm=t_mm,
                                     pixel_mm=px, le_beam=lb, he_beam=hb, glandularity=glandularity)
                 maps_w.append(tm.weight_map)
                 maps_o.append(tm.offset_map)

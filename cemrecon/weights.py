@@ -270,6 +270,7 @@ class ThicknessMaps:
 
 def thickness_maps(
     ln_le: np.ndarray,
+    ln_he: np.ndarray | None = None,
     *,
     thickness_mm: float,
     pixel_mm: float,
@@ -281,29 +282,43 @@ def thickness_maps(
 
     Model (slab model of :mod:`cemrecon.physics.weights`; physics.md section 1):
 
-    1. ``L`` = ln LE averaged to ~0.8 mm pixels and smoothed (1.5 mm) inside the
-       breast mask; ``L_ref`` its median in the interior (> 30 mm from the skin line),
-       taken to be tissue of the compressed thickness ``T0``.
-    2. Local thickness: ``T(x)`` solves ``lnLE_slab(T) - lnLE_slab(T0) = L(x) - L_ref``
-       (polyenergetic slab curve, beam hardening included), clipped to
-       ``[3.5 mm, T0]``, and blended back to ``T0`` between 20 and 30 mm from the skin
-       line (further in, LE changes are composition, not thickness).
+    1. Images are averaged to ~0.8 mm pixels and smoothed (1.5 mm) inside the breast
+       mask; ``d(x)`` is the distance to the skin line.  The *reference band*
+       (20-30 mm from the skin line) is taken to be tissue of the compressed
+       thickness ``T0`` (a compressed breast rolls off over its last 10-20 mm).
+    2. Radial thickness profile ``T(d)``: for every 0.8 mm ring of ``d``, the median
+       signal relative to the reference band is inverted on the polyenergetic slab
+       curve (beam hardening included), then forced to rise monotonically inwards.
+
+       * With ``ln_he`` (default in :func:`cemrecon.recombine`): the signal is the
+         dual-energy combination ``ln HE - w0 ln LE``, which is blind to the
+         glandular/adipose mix (that is what ``w0`` cancels), so the fatty
+         periphery is not misread as thin tissue.  Medians over whole rings make
+         it insensitive to focal enhancement near the skin.
+       * LE only: ``ln LE``; a fatty periphery attenuates less than the model's
+         ``g = 0.5`` slab, so the thinning is under-estimated (about 20 %).
+
+       ``T(x) = T(d(x))``, clipped to ``[3.5 mm, T0]`` and blended back to ``T0``
+       between 20 and 30 mm from the skin line.
     3. Per pixel: ``w(x) = w_slab(T(x))``, the cancelling weight at the local
        thickness (physics.md Table 2), and the slab model's RC change due to the
        thinning, ``dRC(T) = [lnHE(T) - lnHE(T0)] - w(T) [lnLE(T) - lnLE(T0)]``, is
-       removed (RC of tissue at ``T`` then reads as tissue at ``T0``: +1 cm reads
-       as +6-8 mg I/cm^2 otherwise).  LE is referenced to ``L_ref`` so that a
-       change of weight does not shift RC by ``dw * ln(DN)``:
+       removed (RC of tissue at ``T`` then reads as tissue at ``T0``; uncorrected,
+       +1 cm reads as +6-8 mg I/cm^2).  LE is referenced to its reference-band
+       level ``L_ref`` so that a change of weight does not shift RC by
+       ``dw * ln(DN)``:
 
        ``RC = ln HE - w(x) (ln LE - L_ref) - w0 L_ref - dRC(T(x))``,
 
-       written as ``ln HE - w(x) ln LE + offset(x)``; in the interior ``w = w0``,
+       written as ``ln HE - w(x) ln LE + offset(x)``; beyond 30 mm ``w = w0`` and
        ``offset = 0``, identical to the scalar physics weight.
 
     Parameters
     ----------
     ln_le : ndarray, shape (H, W)
         Natural log of the offset-corrected LE image.
+    ln_he : ndarray, shape (H, W), optional
+        Natural log of the offset-corrected HE image (dual-energy thickness).
     thickness_mm : float
         Compressed thickness ``T0``.
     pixel_mm : float
@@ -317,15 +332,28 @@ def thickness_maps(
     """
     t0 = float(thickness_mm)
     curve = weight_curve(le_beam, he_beam, glandularity=round(float(glandularity), 2),
-                         max_thickness_mm=max(120.0, np.ceil(t0) + 1.0))
+                         max_thickness_mm=max(120.0, float(np.ceil(t0)) + 1.0))
     if not curve.thickness_mm[0] < t0 <= curve.thickness_mm[-1]:
         raise PhysicsError(f"thickness_mm={t0!r} outside the slab model's "
                            f"{curve.thickness_mm[0]:g}-{curve.thickness_mm[-1]:g} mm")
+    if ln_he is not None and ln_he.shape != ln_le.shape:
+        raise ValueError(f"ln_le and ln_he shapes differ: {ln_le.shape} vs {ln_he.shape}")
     factor = _factor(pixel_mm, _THICKNESS_PIXEL_MM)
     low_mm = factor * pixel_mm
-    low = block_mean(ln_le, factor)
-    mask = breast_mask_lowres(low)
-    smooth = _masked_smooth(low, mask, _THICKNESS_SMOOTH_MM / low_mm)
+    low_le = block_mean(ln_le, factor)
+    mask = breast_mask_lowres(low_le)
+    sigma = _THICKNESS_SMOOTH_MM / low_mm
+    smooth_le = _masked_smooth(low_le, mask, sigma)
+    w0, le_t0, he_t0 = (float(v) for v in curve.at(t0))
+    if ln_he is not None:
+        signal = _masked_smooth(block_mean(ln_he, factor), mask, sigma) - w0 * smooth_le
+        slab = curve.ln_he - w0 * curve.ln_le
+        slab_t0 = he_t0 - w0 * le_t0
+    else:
+        signal = smooth_le
+        slab = curve.ln_le
+        slab_t0 = le_t0
+
     dist_mm = ndimage.distance_transform_edt(mask) * low_mm
     ref_band = mask & (dist_mm >= ROLLOFF_FULL_MM) & (dist_mm <= ROLLOFF_NONE_MM)
     if np.count_nonzero(ref_band) < 25:
@@ -334,25 +362,29 @@ def thickness_maps(
         ref_band = mask & (dist_mm >= cut)
         logger.info("thickness map: breast has no pixel %.0f mm from the skin line; "
                     "using the innermost quarter as reference", ROLLOFF_FULL_MM)
-    l_ref = float(np.median(smooth[ref_band])) if ref_band.any() else float(np.median(smooth))
+    pick = ref_band if ref_band.any() else np.ones_like(mask)
+    l_ref = float(np.median(smooth_le[pick]))
+    s_ref = float(np.median(signal[pick]))
 
-    w0, le_t0, he_t0 = (float(v) for v in curve.at(t0))
-    # invert the (decreasing) slab curve lnLE(T) - lnLE(T0) on [Tmin, T0]
-    sel = curve.thickness_mm <= t0
+    # slab curve relative to T0 on [Tmin, T0]; both signals fall with thickness
+    sel = curve.thickness_mm < t0
     t_grid = np.append(curve.thickness_mm[sel], t0)
-    d_grid = np.append(curve.ln_le[sel], le_t0) - le_t0  # decreasing, ends at 0
-    # radial profile: median ln LE per distance-to-skin bin, read as thickness,
+    d_grid = np.append(slab[sel], slab_t0) - slab_t0  # decreasing, ends at 0
+    if np.any(np.diff(d_grid) >= 0):  # pragma: no cover - guards a physics change
+        raise PhysicsError("slab signal is not monotonic in thickness; cannot invert it")
+
+    # radial profile: median signal per distance-to-skin ring, read as thickness,
     # forced to rise monotonically towards the interior
     edges = np.arange(0.0, ROLLOFF_FULL_MM + low_mm, low_mm)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    idx = np.digitize(dist_mm[mask], edges) - 1
-    vals = smooth[mask]
+    d_mask = dist_mm[mask]
+    ring = np.digitize(d_mask, edges) - 1
+    vals = signal[mask]
     d_prof, t_prof = [], []
-    for k in range(centres.size):
-        sel_k = idx == k
-        if np.any(sel_k):  # (the innermost bin is empty: the EDT starts at one pixel)
-            delta = float(np.median(vals[sel_k])) - l_ref
-            d_prof.append(float(np.mean(dist_mm[mask][sel_k])))
+    for k in range(edges.size - 1):
+        in_ring = ring == k
+        if np.any(in_ring):  # (the innermost ring is empty: the EDT starts at one pixel)
+            delta = float(np.median(vals[in_ring])) - s_ref
+            d_prof.append(float(np.mean(d_mask[in_ring])))
             t_prof.append(float(np.interp(-delta, -d_grid, t_grid)))  # np.interp needs increasing x
     if t_prof:
         t_mono = np.maximum.accumulate(np.asarray(t_prof))

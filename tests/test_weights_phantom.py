@@ -14,7 +14,8 @@ import pytest
 from scipy import ndimage
 
 from cemrecon.recombine import recombine_pair
-from cemrecon.weights import _predicted_weight_cached, physics_weight, weight_curve
+from cemrecon.physics import slab_derivatives
+from cemrecon.weights import _predicted_weight_cached, physics_weight, thickness_maps, weight_curve
 
 
 @pytest.fixture(scope="module")
@@ -108,17 +109,58 @@ def test_thickness_weight_reduces_rim(view, results):
     assert res.weight_mode == "thickness" and res.offset_map is not None
     rim_plain = _rim(results[None].rc, view)
     rim_thick = _rim(res.rc, view)
-    # The LE-derived thickness is biased by the composition difference between the
-    # fatty roll-off (g ~ 0.05) and the reference band 20-30 mm in (g ~ 0.2):
-    # dlnLE/dg ~ -0.8 at 4 cm -> ~0.1 in ln LE -> ~2 mm of thickness -> ~0.02 in RC,
-    # plus the skin-line partial volume in the outermost 3 mm; so a reduction of at
-    # least 3x (0.145 -> <= 0.048), not to zero, is what the model can promise.
-    assert abs(rim_thick) <= abs(rim_plain) / 3.0
+    # Dual-energy thickness (ln HE - w0 ln LE is blind to the glandular mix to the slab
+    # model's accuracy, Table 2: <= 0.05 mg/cm^2 per full swap ~ 0.001 RC), read on the
+    # slab curve.  What is left is ring discretisation (0.8 mm) of the steep outer
+    # 3 mm and the skin line; a factor 10 (0.145 -> <= 0.0145) leaves room for those.
+    assert abs(rim_thick) <= abs(rim_plain) / 10.0
     # the interior is untouched: same texture suppression as the scalar weight
     assert _suppression(res.rc, view) >= 30.0
     w = res.weight
     assert w[view["interior"]].max() == pytest.approx(results[None].weight, abs=1e-3)
     assert w[view["band"]].min() < w[view["interior"]].min()  # thinner -> lower w (Table 2)
+
+
+def test_le_only_thickness_reduces_rim(view, results):
+    sim = view["sim"]
+    tm = thickness_maps(view["ln_le"], thickness_mm=sim.thickness_mm, pixel_mm=sim.pixel_mm,
+                        le_beam=sim.le_beam, he_beam=sim.he_beam)
+    ln_he = np.log(sim.he - sim.dark_offset_dn)
+    rc = ln_he - tm.weight_map * view["ln_le"] + tm.offset_map
+    rim_plain = _rim(results[None].rc, view)
+    # LE alone reads the fatty periphery (g ~ 0.05 vs the model's 0.5) through a slab
+    # curve ~20 % too steep (mu_adipose < mu_50%), and the skin line adds attenuation
+    # the slab lacks: the thinning is under-estimated, so expect >= 3x, not 10x.
+    assert 0.0 < _rim(rc, view) <= rim_plain / 3.0
+
+
+def test_thickness_weight_keeps_iodine_contrast_near_the_skin(view):
+    """A 1 mg/cm^2, 6 mm disc 8 mm from the skin line: contrast is the physics one."""
+    sim = view["sim"]
+    truth = sim.truth
+    dist_mm = ndimage.distance_transform_edt(truth.breast_mask) * sim.pixel_mm
+    cand = np.argwhere(truth.breast_mask & ~truth.pectoral_mask & (np.abs(dist_mm - 8.0) < 0.3))
+    centre = cand[len(cand) // 2]
+    t_local = float(truth.thickness_mm[tuple(centre)])
+    yy, xx = np.indices(truth.breast_mask.shape)
+    r_mm = np.hypot(yy - centre[0], xx - centre[1]) * sim.pixel_mm
+    disc = r_mm < 3.0
+    ring = (r_mm > 5.0) & (r_mm < 8.0) & truth.breast_mask
+    d_le = slab_derivatives(sim.le_beam, t_local)["d_iodine"]
+    d_he = slab_derivatives(sim.he_beam, t_local)["d_iodine"]
+    off = sim.dark_offset_dn
+    le = (sim.le - off) * np.exp(d_le * disc) + off  # 1 mg I/cm^2 in the disc
+    he = (sim.he - off) * np.exp(d_he * disc) + off
+    res = recombine_pair((le, he), weight="thickness", **view["kw"])
+    w_local = float(res.weight[tuple(centre)])
+    expected = d_he - w_local * d_le  # d RC / d I at the local weight, ~ -0.017
+    contrast = float(res.rc[disc].mean() - res.rc[ring].mean())
+    # the rim gradient is gone, so disc-minus-ring is the iodine signal; 10 % covers
+    # the residual gradient over the 8 mm ring (<= 0.0015 here, measured by the test
+    # above's profile) -- with the scalar weight the gradient alone is ~ -0.04
+    assert contrast == pytest.approx(expected, rel=0.10)
+    plain = recombine_pair((le, he), weight=None, **view["kw"])
+    assert abs(float(plain.rc[disc].mean() - plain.rc[ring].mean()) - expected) > 0.01
 
 
 def test_registration_recovers_a_shift(view):
