@@ -23,8 +23,7 @@ print("phantom exam in", work / "exam")
 result = read_exams(work / "exam")
 for pair in result.pairs:
     print(pair.key, "|", Path(pair.le.path).name, "+", Path(pair.he.path).name)
-for entry in result.excluded:
-    print("excluded:", entry.path, "-", entry.reason)
+print(len(result.excluded), "files excluded, e.g.:", result.excluded[0].path, "-", result.excluded[0].reason)
 
 # %% Recombine one pair: RC = ln HE - w ln LE (float32, ln units; iodine lowers RC)
 pair = result.pairs[0]

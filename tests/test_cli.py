@@ -122,3 +122,31 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 def test_demo_rejects_bad_scale(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--scale", "3"]) == EXIT_USAGE
     assert "--scale" in capsys.readouterr().err
+
+
+def test_progress_bar_only_on_a_terminal(phantom_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert _run(str(phantom_root), "--out", str(tmp_path / "a"), "--workers", "1") == EXIT_OK
+    assert "exam" in capsys.readouterr().err  # tqdm bar "recombining 4 pairs: ... 1/1 [..., exam/s]"
+    assert _run(str(phantom_root), "--out", str(tmp_path / "b"), "--workers", "1", "--quiet") == EXIT_OK
+    assert capsys.readouterr().err == ""  # --quiet: no bar even on a terminal
+
+
+@pytest.mark.dask
+def test_scheduler_option_uses_a_dask_cluster(phantom_root, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        code = _run(str(phantom_root), "--out", str(out), "--scheduler", cluster.scheduler_address, "--quiet")
+    assert code == EXIT_OK
+    data = json.loads((out / "summary.json").read_text())
+    assert data["executor"].startswith("ClientExecutor") and data["counts"]["done"] == 4
+
+
+def test_unreachable_scheduler_is_fatal(phantom_root, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    code = _run(str(phantom_root), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9",
+                "--scheduler-timeout", "1", "--quiet")
+    assert code == EXIT_FATAL
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err

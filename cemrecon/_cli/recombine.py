@@ -65,6 +65,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, out_required: bool) 
                         help="worker processes (default: min(4, cores, exams); 1 = in this process)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run the exam jobs on a Dask distributed cluster (e.g. tcp://host:8786)")
+    parser.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the Dask scheduler (default 10)")
     parser.add_argument("--force", action="store_true", help="redo pairs already done with the same inputs")
     parser.add_argument("--strictness", choices=("ignore", "warn", "raise"), default="warn",
                         help="reader strictness for inconsistent headers (default: warn)")
@@ -107,12 +109,12 @@ class _Progress:
             self.bar.close()
 
 
-def _dask_executor(address: str) -> tuple[Any, Any]:
+def _dask_executor(address: str, timeout_s: float) -> tuple[Any, Any]:
     try:
         from distributed import Client
     except ImportError as exc:
         raise _Usage(f"--scheduler needs dask.distributed (pip install 'cemrecon[dask]'): {exc}") from exc
-    client = Client(address, timeout="10s")
+    client = Client(address, timeout=f"{timeout_s}s")
     return client, client.get_executor()
 
 
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         executor = None
         if args.scheduler:
             try:
-                client, executor = _dask_executor(args.scheduler)
+                client, executor = _dask_executor(args.scheduler, args.scheduler_timeout)
             except _Usage as exc:
                 _error(str(exc))
                 return EXIT_USAGE

@@ -129,22 +129,31 @@ class ExamOutcome:
 # worker side
 
 
-def _cap_threads(threads: int) -> None:
-    """Cap numba's threads in this worker (env for a fresh process, set_num_threads otherwise)."""
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    os.environ["CEMRECON_NUM_THREADS"] = str(threads)
+def _set_numba_threads(threads: int) -> None:
     import sys
 
     if "numba" in sys.modules:
         import numba
 
         if not numba.config.DISABLE_JIT:
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _init_worker(threads: int) -> None:
-    """ProcessPoolExecutor initializer: thread cap before anything imports numba."""
-    _cap_threads(threads)
+    """ProcessPoolExecutor initializer: cap numba's threads before anything imports numba.
+
+    The environment variables only affect this fresh worker process (forkserver /
+    spawn children import numba after this runs).
+    """
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    os.environ["CEMRECON_NUM_THREADS"] = str(threads)
+    _set_numba_threads(threads)
+
+
+def _in_worker() -> bool:
+    import threading
+
+    return threading.current_thread() is not threading.main_thread() or multiprocessing.parent_process() is not None
 
 
 def _sha256(path: Path) -> str:
@@ -348,7 +357,8 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
 
 def _process_exam(job: _ExamJob) -> ExamOutcome:
     """Worker entry point: all pairs of one exam (top-level so process pools can pickle it)."""
-    _cap_threads(job.settings.threads)
+    if _in_worker():  # a pool / Dask worker: cap this thread's numba threads (thread-local in numba)
+        _set_numba_threads(job.settings.threads)
     outcome = ExamOutcome(study_uid=job.study_uid)
     for pair in job.pairs:
         outcome.records.append(_process_pair(pair, job.settings))
