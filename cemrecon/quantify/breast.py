@@ -135,8 +135,15 @@ def breast_mask(le: np.ndarray, *, dark_offset_dn: float = 0.0) -> np.ndarray:
     if hi - lo < 0.2:
         return np.ones(a.shape, dtype=bool)
     small = a[:: max(1, a.shape[0] // 256), :: max(1, a.shape[1] // 256)]
-    thr = _otsu(small)
-    mask = ndi.binary_opening(a > thr, iterations=1)
+    otsu = _otsu(small)
+    # Otsu splits "air" from "thick tissue" and misses the thin rim; the skin line is where the
+    # attenuation leaves the direct-exposure level: air median + max(8 sigma_air, 0.02 ln units)
+    # (0.02 = ~0.4 mm of tissue at LE energies).
+    air = a[a < otsu]
+    a_air = float(np.median(air))
+    sigma_air = 1.4826 * float(np.median(np.abs(air - a_air)))
+    thr = min(otsu, a_air + max(8.0 * sigma_air, 0.02))
+    mask = ndi.binary_opening(ndi.median_filter(a, size=3) > thr, iterations=1)
     mask = _largest_component(mask)
     return ndi.binary_fill_holes(mask)
 

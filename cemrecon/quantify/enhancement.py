@@ -5,16 +5,19 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 1. **Calcifications out.** Calcifications read *opposite* to iodine on RC (a 200 um speck is
    -0.6 to -0.8 mg/cm^2-equivalent, physics.md section 7): their pixels, dilated by
    ``calc_dilation_px`` (2 px), are excluded from every statistic.
-2. **Site and background.** The site is the ROI box.  The background ring is the band from
-   ``ring_gap_mm`` to ``ring_gap_mm + ring_width_mm`` around the box, inside the breast.
-3. **Excess.** ``iodine_excess = mean(site) - median(ring)``: the mean over the site, so that
-   enhancement filling the site reads at its own level and a few bright pixels do not.
-4. **Detectability limit.** What an ROI-sized mean does in *this* background: the ROI box is
-   translated to every position on a grid around the site (up to ``search_mm`` away, not
-   overlapping it), and each copy's mean minus the ring median is one sample of a site with no
-   lesion.  Their robust spread ``sigma_bg`` contains BPE texture and quantum noise together; the
-   limit is ``z_detect * sigma_bg`` (``z_detect`` = 3: a threshold-level lesion is told from the
-   background with < 0.2 % one-sided false-positive rate for Gaussian texture).
+2. **Smoothing.** The map is smoothed with a Gaussian of ``stat_smooth_mm`` (1 mm) over the usable
+   pixels only (normalised convolution): quantum noise (~0.3 mg/cm^2 per 100 um pixel, physics.md
+   section 3) drops ~35-fold, lesions of a few mm keep their level.
+3. **Site statistic.** ``S`` = the ``site_percentile`` (90th) percentile of the smoothed map in the
+   ROI box: close to the peak of an enhancement that fills part of the box (a mean over the box
+   would dilute a small mass or patchy NME by the box/lesion area ratio), yet not a single pixel.
+4. **Background ring and detectability limit.** The ROI box is translated over a grid around the
+   site (from ``ring_gap_mm`` to ``search_mm`` away, never overlapping it, >= 80 % inside the
+   breast); each copy gives the same statistic ``S_k``: what this background shows with no lesion.
+   ``iodine_excess = S - median(S_k)``.  The spread of ``S_k`` (the larger of IQR/1.349 and
+   (p95 - p50)/1.645, because BPE texture is skewed) is ``sigma_bg``: BPE texture plus noise at the
+   ROI's own size.  The limit is ``z_detect * sigma_bg`` (``z_detect`` = 3: threshold-level
+   enhancement stands out of this background at > 3 sigma).
 5. **Call.** With ``T`` the clinical threshold (0.3 mg/cm^2, SenoBright residual-tissue limit,
    physics.md section 8) and ``L`` the limit:
 
@@ -22,13 +25,14 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    * ``no_enhancement`` if ``excess < T`` and ``L <= T`` (the background would have revealed a
      threshold-level enhancement);
    * ``indeterminate`` otherwise (``L > T``: the background, e.g. moderate or marked BPE, is too
-     variable; such a site is never called ``no_enhancement``).
+     variable to tell; such a site is never called ``no_enhancement``).
 
-   ``cnr = excess / sigma_bg``.
-6. **Type.** When enhancing, the enhancing region is the part of the (0.5 mm smoothed) site and its
-   surroundings above half the excess; ``mass`` if it is one compact convex component (solidity >=
-   ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``, no other component of
-   significant size), else ``nme``.
+   ``cnr = excess / sigma_bg``.  Too few background windows inside the breast -> indeterminate.
+6. **Type.** When enhancing, the enhancing region is the smoothed map above
+   ``bg + (S - bg) / 2`` (``bg`` = the median of the ring windows), connected components within
+   ``near_mm`` of the site (it may extend beyond the box); ``mass`` if it is one compact convex
+   component (solidity >= ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``, no
+   other component >= ``min_component_frac`` of the largest), else ``nme``.
 """
 
 from __future__ import annotations
@@ -66,15 +70,18 @@ class EnhancementConfig:
     z_detect: float = 3.0
     calc_dilation_px: int = 2
     ring_gap_mm: float = 1.0
-    ring_width_mm: float = 5.0
-    search_mm: float = 15.0
-    type_smooth_mm: float = 0.5
+    search_mm: float = 20.0
+    stat_smooth_mm: float = 1.0
+    site_percentile: float = 90.0
+    min_windows: int = 8
+    near_mm: float = 5.0
+    max_windows: int = 400
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
     min_component_frac: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("threshold_mg_cm2", "z_detect", "ring_width_mm", "search_mm"):
+        for name in ("threshold_mg_cm2", "z_detect", "search_mm", "stat_smooth_mm"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"EnhancementConfig.{name} must be > 0, got {v!r}")
@@ -125,7 +132,7 @@ def _box_means(values: np.ndarray, valid: np.ndarray, h: int, w: int) -> tuple[n
     return mean, cnt / float(h * w)
 
 
-def _classify_shape(region: np.ndarray, cfg: EnhancementConfig) -> str:
+def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float) -> str:
     from skimage.measure import label, regionprops
 
     lab = label(region, connectivity=2)
@@ -137,7 +144,7 @@ def _classify_shape(region: np.ndarray, cfg: EnhancementConfig) -> str:
     significant = int(np.sum(areas >= cfg.min_component_frac * areas.max()))
     if significant > 1:
         return "nme"
-    if main.area < 6:
+    if main.area * pixel_mm**2 < 4.0:  # < ~2 mm across: too small to judge a shape
         return "mass"
     if main.solidity >= cfg.mass_min_solidity and main.eccentricity <= cfg.mass_max_eccentricity:
         return "mass"
@@ -195,7 +202,7 @@ def measure_enhancement(
     io0 = np.where(valid, io, 0.0)
 
     # local working window: site + search radius (everything below stays local and cheap)
-    pad = int(np.ceil((cfg.search_mm + cfg.ring_gap_mm + cfg.ring_width_mm) / pixel_mm))
+    pad = int(np.ceil((cfg.search_mm + cfg.ring_gap_mm) / pixel_mm))
     R0, C0 = max(0, r0 - pad), max(0, c0 - pad)
     R1, C1 = min(hh, r1 + pad), min(ww, c1 + pad)
     win_v = valid[R0:R1, C0:C1]
@@ -211,63 +218,70 @@ def measure_enhancement(
         return RoiEnhancement(tuple(int(v) for v in (r0, c0, r1, c1)), source, n_calcifications,
                               "indeterminate", None, nan, nan, nan)
     gap = max(1, int(round(cfg.ring_gap_mm / pixel_mm)))
-    width = max(2, int(round(cfg.ring_width_mm / pixel_mm)))
-    inner = ndi.binary_dilation(site, iterations=gap)
-    outer = ndi.binary_dilation(site, structure=np.ones((3, 3), bool), iterations=gap + width)
-    ring = outer & ~inner & win_v
-    if ring.sum() < 10:
-        logger.warning("ROI %s: no background ring inside the breast; indeterminate", list(bbox))
+    # smoothed map (normalised convolution over usable pixels): quantum noise down, lesions kept
+    sig = max(0.5, cfg.stat_smooth_mm / pixel_mm)
+    num = ndi.gaussian_filter(win_i, sig)
+    den = ndi.gaussian_filter(win_v.astype(np.float64), sig)
+    sm = np.where(win_v & (den > 0.2), num / np.maximum(den, 1e-6), np.nan)
+    q = cfg.site_percentile
+
+    def stat(block: np.ndarray) -> float:
+        v = block[np.isfinite(block)]
+        return float(np.percentile(v, q)) if v.size >= 3 else nan
+
+    s_site = stat(np.where(site_v, sm, np.nan))
+    # background ring of ROI-sized windows around the site (not overlapping it, >= 80 % breast)
+    bh, bw = sr1 - sr0, sc1 - sc0
+    _, frac = _box_means(win_i, win_v, bh, bw)
+    tr = np.arange(frac.shape[0])[:, None]
+    tc = np.arange(frac.shape[1])[None, :]
+    no_overlap = ((tr + bh <= sr0 - gap) | (tr >= sr1 + gap) | (tc + bw <= sc0 - gap)
+                  | (tc >= sc1 + gap))
+    step = max(1, min(bh, bw) // 3)
+    grid = ((tr - sr0) % step == 0) & ((tc - sc0) % step == 0)
+    cand = np.argwhere(no_overlap & grid & (frac >= 0.8))
+    if len(cand) > cfg.max_windows:
+        keep = np.linspace(0, len(cand) - 1, cfg.max_windows).astype(int)
+        cand = cand[keep]
+    null = np.array([stat(sm[a:a + bh, b:b + bw]) for a, b in cand]) if len(cand) else np.zeros(0)
+    null = null[np.isfinite(null)]
+    if null.size < cfg.min_windows or not np.isfinite(s_site):
+        logger.info("ROI %s: %d background windows inside the breast (need %d); indeterminate",
+                    list(bbox), null.size, cfg.min_windows)
         return RoiEnhancement((r0, c0, r1, c1), source, n_calcifications, "indeterminate", None,
                               nan, nan, nan)
-    ring_med = float(np.median(win_i[ring]))
-    site_mean = float(np.mean(win_i[site_v]))
-    excess = site_mean - ring_med
-
-    # null distribution: ROI-sized boxes around the site, not overlapping it, mostly in the breast
-    bh, bw = sr1 - sr0, sc1 - sc0
-    means, frac = _box_means(win_i, win_v, bh, bw)
-    tr = np.arange(means.shape[0])[:, None]
-    tc = np.arange(means.shape[1])[None, :]
-    no_overlap = (tr + bh <= sr0 - gap) | (tr >= sr1 + gap) | (tc + bw <= sc0 - gap) | (tc >= sc1 + gap)
-    step = max(1, min(bh, bw) // 2)
-    grid = (tr % step == 0) & (tc % step == 0)
-    ok = no_overlap & grid & (frac >= 0.8) & np.isfinite(means)
-    samples = means[ok] - ring_med
-    if samples.size < 8:
-        sigma_bg = nan
-    else:
-        q25, q75 = np.percentile(samples, [25, 75])
-        sigma_iqr = (q75 - q25) / 1.349
-        # texture is not Gaussian: take the larger of the IQR estimate and the RMS about the median
-        # after dropping the top and bottom 5 % (so one planted neighbour does not dominate)
-        lo, hi = np.percentile(samples, [5, 95])
-        core = samples[(samples >= lo) & (samples <= hi)]
-        sigma_rms = float(np.sqrt(np.mean((core - np.median(samples)) ** 2)))
-        sigma_bg = float(max(sigma_iqr, sigma_rms))
-    limit = cfg.z_detect * sigma_bg if np.isfinite(sigma_bg) else nan
+    med = float(np.median(null))
+    excess = s_site - med
+    q16, q25, q75, q95 = np.percentile(null, [16, 25, 75, 95])
+    # texture is not Gaussian: the larger of the IQR-based sigma and the upper-tail sigma
+    sigma_bg = float(max((q75 - q25) / 1.349, (q95 - med) / 1.645, 1e-6))
+    limit = cfg.z_detect * sigma_bg
     thr = cfg.threshold_mg_cm2
-    if not np.isfinite(limit):
-        call = "indeterminate"
-    elif excess >= thr and excess >= limit:
+    if excess >= thr and excess >= limit:
         call = "enhancement"
     elif excess < thr and limit <= thr:
         call = "no_enhancement"
     else:
         call = "indeterminate"
-    cnr = excess / sigma_bg if np.isfinite(sigma_bg) and sigma_bg > 0 else nan
+    cnr = excess / sigma_bg
 
     etype = None
     emask = None
     if call == "enhancement":
-        sig = max(0.5, cfg.type_smooth_mm / pixel_mm)
-        num = ndi.gaussian_filter(win_i, sig)
-        den = ndi.gaussian_filter(win_v.astype(np.float64), sig)
-        sm = np.where(den > 0.2, num / np.maximum(den, 1e-6), np.nan) - ring_med
-        # the enhancing region may spill out of the box: look in the box grown by the ring gap + 2 mm
-        grow = ndi.binary_dilation(site, iterations=gap + max(1, int(round(2.0 / pixel_mm))))
-        region = grow & (np.nan_to_num(sm, nan=-np.inf) >= 0.5 * excess)
-        region = ndi.binary_opening(region) if region.sum() > 20 else region
-        etype = _classify_shape(region, cfg)
+        # background level of the smoothed map in the window ring, then the connected region above
+        # half the excess within near_mm of the site (it may extend well beyond the box)
+        ring_pix = np.zeros_like(win_v)
+        for a, b in cand:
+            ring_pix[a:a + bh, b:b + bw] = True
+        ring_pix &= np.isfinite(sm)
+        bg = float(np.median(sm[ring_pix])) if ring_pix.any() else med
+        above = np.nan_to_num(sm, nan=-np.inf) >= bg + 0.5 * (s_site - bg)
+        lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
+        near = ndi.binary_dilation(site, iterations=max(1, int(round(cfg.near_mm / pixel_mm))))
+        touching = np.unique(lab[near & above])
+        touching = touching[touching > 0]
+        region = np.isin(lab, touching)
+        etype = _classify_shape(region, cfg, pixel_mm)
         emask = np.zeros(io.shape, dtype=bool)
         emask[R0:R1, C0:C1] = region
     return RoiEnhancement(
