@@ -284,6 +284,31 @@ def test_process_pool_matches_serial(phantom_root, tmp_path, explicit_run):
         assert rec.weight == pytest.approx(by_key[rec.key].weight)
 
 
+def _die_on_bad_exam(job):
+    """Stand-in job for the pool: the worker process dies (like a decoder segfault) on exam "bad"."""
+    if job.study_uid == "bad":
+        os._exit(70)
+    return batch_mod.ExamOutcome(job.study_uid)
+
+
+def test_crashed_worker_fails_only_its_exam():
+    from types import SimpleNamespace
+
+    def job(uid):
+        img = SimpleNamespace(path=f"/in/{uid}.dcm", sop_instance_uid=uid)
+        pair = SimpleNamespace(key=f"{uid}/R/CC/0", study_uid=uid, laterality="R", view="CC",
+                               acquisition_index=0, le=img, he=img)
+        return batch_mod._ExamJob(uid, (pair,), settings=None)
+
+    jobs = [job(uid) for uid in ("a", "bad", "c", "d", "e")]
+    outcomes, _ = batch_mod._run_jobs(jobs, None, 2, None, job_fn=_die_on_bad_exam)
+    by_uid = {o.study_uid: o for o in outcomes}
+    assert [r.status for r in by_uid["bad"].records] == ["failed"]
+    assert "worker process died" in by_uid["bad"].records[0].error
+    for uid in ("a", "c", "d", "e"):  # finished normally (the stand-in jobs return no pair records)
+        assert by_uid[uid].records == []
+
+
 @pytest.mark.dask
 def test_dask_local_cluster_executor(phantom_root, tmp_path, explicit_run):
     distributed = pytest.importorskip("distributed")

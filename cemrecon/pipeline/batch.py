@@ -46,7 +46,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -496,7 +496,9 @@ def _run_jobs(
     executor: Executor | None,
     workers: int,
     progress: Callable[[ExamOutcome], None] | None,
+    job_fn: Callable[[_ExamJob], ExamOutcome] = _process_exam,
 ) -> tuple[list[ExamOutcome], str]:
+    """Run the exam jobs; returns their outcomes (in job order) and a description of the executor."""
     outcomes: dict[str, ExamOutcome] = {}
 
     def finish(outcome: ExamOutcome) -> None:
@@ -505,50 +507,56 @@ def _run_jobs(
             progress(outcome)
 
     if executor is not None:  # caller-owned (e.g. Dask): no restart, never shut down here
-        futures = {executor.submit(_process_exam, job): job for job in jobs}
-        for future, job in futures.items():
+        futures = {executor.submit(job_fn, job): job for job in jobs}
+        for future in as_completed(futures):
             try:
                 finish(future.result())
             except Exception as exc:
-                finish(_failed_exam(job, f"worker error: {type(exc).__name__}: {exc}"))
+                finish(_failed_exam(futures[future], f"worker error: {type(exc).__name__}: {exc}"))
         return [outcomes[j.study_uid] for j in jobs], _describe_executor(executor)
 
     if workers <= 1:
         for job in jobs:
-            finish(_process_exam(job))
+            finish(job_fn(job))
         return [outcomes[j.study_uid] for j in jobs], "serial (in process)"
 
-    # Own process pool; if a worker dies (segfault in a decoder, OOM kill), restart the pool
-    # once for the exams not finished yet; an exam in flight during two crashes is failed.
-    pending = list(jobs)
-    crashes: dict[str, int] = {}
-    from concurrent.futures import as_completed
-
-    while pending:
-        pool = _make_pool(workers)
-        broken = False
-        try:
-            futures = {pool.submit(_process_exam, job): job for job in pending}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    finish(future.result())
-                except BrokenProcessPool:
-                    broken = True
-                except Exception as exc:
-                    finish(_failed_exam(job, f"worker error: {type(exc).__name__}: {exc}"))
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        pending = [j for j in pending if j.study_uid not in outcomes]
-        if not broken:
-            break
+    # Own process pool.  If a worker process dies (a decoder segfault, the OOM killer), every
+    # unfinished future fails with BrokenProcessPool and we cannot tell which exam did it, so
+    # the unfinished exams are retried one at a time in a fresh single-worker pool: there, a
+    # crash can only come from the exam in flight, which alone is marked failed.
+    broken = False
+    pool = _make_pool(workers)
+    try:
+        futures = {pool.submit(job_fn, job): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                finish(future.result())
+            except BrokenProcessPool:
+                broken = True
+            except Exception as exc:
+                finish(_failed_exam(futures[future], f"worker error: {type(exc).__name__}: {exc}"))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    pending = [j for j in jobs if j.study_uid not in outcomes]
+    if broken and pending:
+        logger.warning("a worker process died; retrying %d exam(s) one at a time", len(pending))
+    pool = None
+    try:
         for job in pending:
-            crashes[job.study_uid] = crashes.get(job.study_uid, 0) + 1
-        for job in [j for j in pending if crashes[j.study_uid] >= 2]:
-            finish(_failed_exam(job, "worker process died twice while processing this exam"))
-        pending = [j for j in pending if j.study_uid not in outcomes]
-        if pending:
-            logger.warning("a worker process died; restarting the pool for %d exam(s)", len(pending))
+            if pool is None:
+                pool = _make_pool(1)
+            try:
+                finish(pool.submit(job_fn, job).result())
+            except BrokenProcessPool:
+                finish(_failed_exam(job, "the worker process died while processing this exam "
+                                         "(crash or out of memory)"))
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = None
+            except Exception as exc:
+                finish(_failed_exam(job, f"worker error: {type(exc).__name__}: {exc}"))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return [outcomes[j.study_uid] for j in jobs], f"ProcessPoolExecutor(max_workers={workers})"
 
 
