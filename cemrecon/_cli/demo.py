@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     _say(args, f"2. pairing and recombining into {results_dir} ...")
     try:
-        summary = run_batch([phantom_dir], results_dir, workers=1)
+        # the DICOM folders only: the truth maps next to them are not inputs
+        summary = run_batch(sorted(phantom_dir.glob("*/dicom")), results_dir, workers=1)
     except OutputError as exc:
         print(f"cemrecon demo: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
