@@ -255,6 +255,16 @@ def test_stale_temp_files_are_removed(phantom_root, tmp_path):
     assert keep.exists()
 
 
+def test_output_folder_inside_the_input_folder(phantom_root, tmp_path):
+    """Our own RC files, found again by the next scan, are neither inputs nor 'excluded inputs'."""
+    exam = tmp_path / "exam"
+    shutil.copytree(sorted(p for p in phantom_root.iterdir() if p.is_dir())[0] / "dicom", exam)
+    first = run_batch([exam], exam / "out", workers=1, weight=0.3)
+    again = run_batch([exam], exam / "out", workers=1, weight=0.3)
+    assert first.n_done == 4 and again.n_skipped == 4 and again.counts["pairs"] == 4
+    assert again.excluded == []
+
+
 def test_unwritable_output_is_fatal(phantom_root, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
