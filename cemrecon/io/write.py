@@ -260,7 +260,20 @@ def _region_values(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     region = region[np.isfinite(region)]
     if region.size == 0:  # empty or all non-finite mask: fall back to the whole image
         region = values[np.isfinite(values)]
-    return region
+    return _subsample(region)
+
+
+#: Percentiles (mapping offset, VOI window) are estimated from at most this many
+#: values (a regular stride through the pixels): a full-field mammogram has ~7e6
+#: pixels; with 2**20 samples the 1st/99th percentile is off by ~0.01 % in rank
+#: (binomial standard error sqrt(p(1-p)/n)), ample for an offset or a window.
+_MAX_STATISTIC_SAMPLES = 1 << 20
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    flat = values.ravel()
+    step = -(-flat.size // _MAX_STATISTIC_SAMPLES)
+    return flat[::step] if step > 1 else flat
 
 
 def rc_mapping(
@@ -295,7 +308,7 @@ def rc_mapping(
     region = _region_values(rc, mask)
     if region.size == 0:
         return PixelMapping(float(max_stored // 2 + 1), -float(scale_dn_per_ln), int(bits_stored), "RC_LN")
-    everything = np.asarray(rc, dtype=np.float64)
+    everything = _subsample(np.asarray(rc, dtype=np.float64))
     everything = everything[np.isfinite(everything)]
     lo, hi = np.percentile(everything, [0.05, 99.95])
     scale = float(scale_dn_per_ln)
