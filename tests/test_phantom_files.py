@@ -60,6 +60,10 @@ def test_dicom_reads_back_and_matches_truth(exam_dir, lat, view):
         assert ds.AnodeTargetMaterial == "RHODIUM"
         assert ds.FilterMaterial == ("SILVER" if energy == "LE" else "COPPER")
         assert int(ds.ExposureInuAs) == round(exp["mas"] * 1000)
+        assert int(ds.Exposure) == round(exp["mas"])
+        # current x time = mAs (the current is rounded to 1 mA in XRayTubeCurrent)
+        assert float(ds.XRayTubeCurrentInuA) * float(ds.ExposureTimeInuS) * 1e-9 == pytest.approx(exp["mas"], rel=1e-4)
+        assert int(ds.XRayTubeCurrent) * int(ds.ExposureTime) / 1000 == pytest.approx(exp["mas"], rel=0.02)
         assert float(ds.BodyPartThickness) == pytest.approx(tj["exposure"]["compressed_thickness_mm"], abs=0.1)
         assert float(ds.ImagerPixelSpacing[0]) == pytest.approx(0.1 / SCALE)
         block = ds.private_block(0x0029, "CEMRECON PHANTOM")

@@ -100,12 +100,14 @@ def detector_shape(scale: float) -> tuple[tuple[int, int], float]:
 
 
 # ----------------------------------------------------------------------------- fields
-def _interp_matrix(n_dst: int, dst_pitch: float, n_src: int, src_pitch: float) -> sp.csr_matrix:
-    """Sparse linear-interpolation matrix from a source grid to a destination grid.
+def _interp_matrix(n_dst: int, dst_pitch: float, n_src: int, src_pitch: float,
+                   start: int = 0) -> sp.csr_matrix:
+    """Sparse linear-interpolation matrix from a source grid to destination samples
+    ``start .. start + n_dst - 1``.
 
     Both grids start at 0 mm; sample ``i`` sits at the centre ``(i + 0.5) * pitch``.
     """
-    pos = ((np.arange(n_dst) + 0.5) * dst_pitch) / src_pitch - 0.5
+    pos = ((np.arange(start, start + n_dst) + 0.5) * dst_pitch) / src_pitch - 0.5
     pos = np.clip(pos, 0.0, n_src - 1.0)
     i0 = np.floor(pos).astype(np.int64)
     i0 = np.minimum(i0, n_src - 2) if n_src > 1 else np.zeros_like(i0)
@@ -117,13 +119,14 @@ def _interp_matrix(n_dst: int, dst_pitch: float, n_src: int, src_pitch: float) -
 
 
 def resample_field(src: np.ndarray, src_pitch_mm, dst_shape: tuple[int, int],
-                   dst_pitch_mm: float) -> np.ndarray:
+                   dst_pitch_mm: float, *, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Bilinear resampling of a field between two pixel grids sharing their origin (in mm).
 
-    ``src_pitch_mm`` is a float or a (rows, columns) pair."""
+    ``src_pitch_mm`` is a float or a (rows, columns) pair.  The result covers destination
+    pixels ``origin .. origin + dst_shape`` (a window of a larger grid)."""
     py, px = (src_pitch_mm, src_pitch_mm) if np.ndim(src_pitch_mm) == 0 else src_pitch_mm
-    wy = _interp_matrix(dst_shape[0], dst_pitch_mm, src.shape[0], py)
-    wx = _interp_matrix(dst_shape[1], dst_pitch_mm, src.shape[1], px)
+    wy = _interp_matrix(dst_shape[0], dst_pitch_mm, src.shape[0], py, origin[0])
+    wx = _interp_matrix(dst_shape[1], dst_pitch_mm, src.shape[1], px, origin[1])
     tmp = wy @ src  # (ny_dst, nx_src)
     return np.ascontiguousarray((wx @ tmp.T).T)
 
@@ -163,7 +166,8 @@ def _field_std(n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel) -> float:
 
 def noise_on_grid(shape: tuple[int, int], pixel_mm: float, *, rng: np.random.Generator,
                   beta: float = TEXTURE_BETA, smooth_mm: float = 0.0,
-                  grid_mm: float = FIELD_GRID_MM, f_min_rel: float = 2.0) -> np.ndarray:
+                  grid_mm: float = FIELD_GRID_MM, f_min_rel: float = 2.0,
+                  window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Power-law (1/f^beta) Gaussian noise on the pixel grid, the same field in mm at every scale.
 
     The Fourier coefficients are drawn for a fixed ``grid_mm`` grid covering the full detector;
@@ -171,7 +175,7 @@ def noise_on_grid(shape: tuple[int, int], pixel_mm: float, *, rng: np.random.Gen
     about the pixel resolution, not at ``grid_mm``) and the field is resampled bilinearly to
     the pixels.  Normalised by the *expected* standard deviation of the full field (zero mean,
     about unit variance), so values agree between scales.  ``smooth_mm`` > 0 applies a Gaussian
-    low-pass of that sigma.
+    low-pass of that sigma.  ``window=(r0, r1, c0, c1)`` returns only those pixels.
     """
     n_rows = int(np.ceil(FULL_ROWS * FULL_PIXEL_MM / grid_mm)) + 1
     n_cols = int(np.ceil(FULL_COLUMNS * FULL_PIXEL_MM / grid_mm)) + 1
@@ -185,7 +189,10 @@ def noise_on_grid(shape: tuple[int, int], pixel_mm: float, *, rng: np.random.Gen
     field = np.fft.irfft2(spec, s=(sub_rows, sub_cols)) * (sub_rows * sub_cols)
     field /= _field_std(n_rows, n_cols, grid_mm, beta, smooth_mm, f_min_rel)
     pitch = (n_rows * grid_mm / sub_rows, n_cols * grid_mm / sub_cols)
-    return resample_field(field, pitch, shape, pixel_mm)
+    if window is None:
+        return resample_field(field, pitch, shape, pixel_mm)
+    r0, r1, c0, c1 = window
+    return resample_field(field, pitch, (r1 - r0, c1 - c0), pixel_mm, origin=(r0, c0))
 
 
 # ----------------------------------------------------------------------------- shape
@@ -287,6 +294,8 @@ class Anatomy:
     nipple_rc: tuple[float, float]
     rolloff_mm: float
     geometry: dict = field(default_factory=dict)
+    #: (row0, row1, col0, col1): bounding box of the breast (all maps are zero/False outside)
+    window: tuple = (0, 0, 0, 0)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -399,12 +408,26 @@ def make_anatomy(shape_params: BreastShape, *, laterality: str, view: str,
         q_w = 1.0 - X / px - Y / py  # > 0 inside the pectoral triangle
     else:
         q_w = None
+    # Per-pixel maps are computed in the breast's bounding box only (a third to a half of the
+    # detector) and embedded in full-size arrays at the end.
+    iy = np.flatnonzero((d_w > 0).any(axis=1))
+    ix = np.flatnonzero((d_w > 0).any(axis=0))
+    if iy.size == 0:
+        raise ValueError(f"breast outline outside the detector (depth {a} mm, half-width {b} mm)")
+    k = work_mm / pixel_mm
+    r0 = int(max(0, np.floor((iy[0] - 1) * k)))
+    r1 = int(min(rows, np.ceil((iy[-1] + 2) * k)))
+    c0 = int(max(0, np.floor((ix[0] - 1) * k)))
+    c1 = int(min(cols, np.ceil((ix[-1] + 2) * k)))
+    window = (r0, r1, c0, c1)
+    wshape_px = (r1 - r0, c1 - c0)
     if wshape != (rows, cols):
-        d = resample_field(d_w, work_mm, image_shape, pixel_mm)
-        env = resample_field(env_w, work_mm, image_shape, pixel_mm)
-        q = resample_field(q_w, work_mm, image_shape, pixel_mm) if q_w is not None else None
+        d = resample_field(d_w, work_mm, wshape_px, pixel_mm, origin=(r0, c0))
+        env = resample_field(env_w, work_mm, wshape_px, pixel_mm, origin=(r0, c0))
+        q = resample_field(q_w, work_mm, wshape_px, pixel_mm, origin=(r0, c0)) if q_w is not None else None
     else:
-        d, env, q = d_w, env_w, q_w
+        d, env = d_w[r0:r1, c0:c1], env_w[r0:r1, c0:c1]
+        q = q_w[r0:r1, c0:c1] if q_w is not None else None
     d = np.where(d > 0.0, d, -1.0)
 
     thickness = _edge_profile(d, T, rolloff)
@@ -426,11 +449,20 @@ def make_anatomy(shape_params: BreastShape, *, laterality: str, view: str,
     tissue = inner - muscle
 
     # fibroglandular texture
-    n = noise_on_grid(image_shape, pixel_mm, rng=rng)
+    n = noise_on_grid(image_shape, pixel_mm, rng=rng, window=window)
     z = n + 2.2 * (env - 0.5)
     glandular = _fit_glandular(z, tissue, breast, shape_params.glandularity)
     glandular = np.where(breast, glandular, 0.0)
     fgt = breast & (glandular >= FGT_MASK_THRESHOLD) & (tissue > 0)
+
+    def embed(arr, fill=0.0):
+        out = np.full(image_shape, fill, dtype=arr.dtype)
+        out[r0:r1, c0:c1] = arr
+        return out
+
+    thickness, tissue, skin, muscle, glandular = (embed(v) for v in (thickness, tissue, skin, muscle, glandular))
+    breast, pect, fgt = embed(breast, False), embed(pect, False), embed(fgt, False)
+    d = embed(d, -1.0)
 
     anat = Anatomy(pixel_mm=pixel_mm, laterality=laterality, view=view, thickness_mm=T, shape=shape_params,
                    thickness_map_mm=thickness, tissue_mm=tissue, skin_mm=skin, muscle_mm=muscle,
@@ -439,7 +471,8 @@ def make_anatomy(shape_params: BreastShape, *, laterality: str, view: str,
                    nipple_rc=(0.0, 0.0), rolloff_mm=rolloff,
                    geometry={"depth_mm": a, "half_width_mm": b, "center_y_mm": yc,
                              "pectoral_x_mm": px if view == "MLO" else 0.0,
-                             "pectoral_y_mm": py if view == "MLO" else 0.0})
+                             "pectoral_y_mm": py if view == "MLO" else 0.0},
+                   window=window)
     # nipple: the breast pixel farthest from the chest wall on the row of the outline's axis
     nip_row = int(np.clip(round(yc / pixel_mm - 0.5), 0, rows - 1))
     nip_cols = np.flatnonzero(breast[nip_row])
@@ -461,7 +494,7 @@ def _fit_glandular(z: np.ndarray, tissue_mm: np.ndarray, breast: np.ndarray, tar
         return np.full_like(z, min(target, 1.0))
     wts = np.where(breast, tissue_mm, 0.0)
     # bisection on a subsample for speed, then exact on the full map
-    step = max(1, int(np.sqrt(z.size / 250_000)))
+    step = max(1, int(np.sqrt(z.size / 60_000)))
     zs, ws = z[::step, ::step], wts[::step, ::step]
     wsum = ws.sum()
     if wsum <= 0:

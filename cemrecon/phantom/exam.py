@@ -42,10 +42,9 @@ VIEWS = ("CC", "MLO")
 FIRST_VIEW_AFTER_STUDY_S = 120.0
 BETWEEN_VIEWS_S = 55.0
 LE_TO_HE_S = 1.5
-#: Exposure times (s) of the phantom's generator for LE / HE (plausible values; only the
-#: header's current-time split depends on them).
-LE_EXPOSURE_S = 1.2
-HE_EXPOSURE_S = 0.9
+#: Nominal tube current (mA) of the phantom's generator for LE / HE (plausible values for a
+#: Rh anode; only the header's split of mAs into current and time depends on them).
+TUBE_CURRENT_MA = {"LE": 100.0, "HE": 150.0}
 #: Compression force (N) drawn around 100 N (typical 60-150 N).
 COMPRESSION_FORCE_N = (70.0, 140.0)
 #: Fixed study date of the phantom exams (determinism).
@@ -333,16 +332,18 @@ def simulate_view(*, seed: int, scale: float = 1.0, laterality: str = "R", view:
                 "calcium_oxalate": maps["calcium_oxalate"]}
     paths_mm["iodine"] = maps["iodine"]  # mg/cm^2
     mask = anat.breast_mask | (maps["iodine"] > 0)
-    le_mean, le_second = _render.expected_moments(le_model, paths_mm, mas_le, mask=mask)
     motion = (0.0, 0.0)
     if motion_mm:
         ang = float(nrng.uniform(0, 2 * math.pi))
         motion = (float(motion_mm) * math.sin(ang), float(motion_mm) * math.cos(ang))  # (rows, cols) mm
         he_paths = {k: _shift(v, motion, pixel_mm) for k, v in paths_mm.items() if np.any(v)}
         he_mask = _shift(mask.astype(float), motion, pixel_mm) > 0
+        le_mean, le_second = _render.expected_moments(le_model, paths_mm, mas_le, mask=mask)
+        he_mean, he_second = _render.expected_moments(he_model, he_paths, mas_he, mask=he_mask)
     else:
-        he_paths, he_mask = paths_mm, mask
-    he_mean, he_second = _render.expected_moments(he_model, he_paths, mas_he, mask=he_mask)
+        he_mask = mask
+        (le_mean, le_second), (he_mean, he_second) = _render.expected_moments_multi(
+            [(le_model, mas_le), (he_model, mas_he)], paths_mm, mask=mask)
     if scatter:
         spr = float(scatter)
         for arrs, msk in (((le_mean, le_second), anat.breast_mask), ((he_mean, he_second), anat.breast_mask)):
@@ -355,8 +356,10 @@ def simulate_view(*, seed: int, scale: float = 1.0, laterality: str = "R", view:
     open_le = float(le_model.moments({}, mas_le)[0]) * (1.0 + 0.0)
     open_he = float(he_model.moments({}, mas_he)[0])
     gain = _render.choose_gain(max(open_le, open_he))
-    le = _render.readout(le_mean, le_second, gain_dn_per_keV=gain, noise=noise, rng=nrng)
-    he = _render.readout(he_mean, he_second, gain_dn_per_keV=gain, noise=noise, rng=nrng)
+    # exact compound-Poisson sampling wherever there is an object (or its scatter)
+    exact = _dilate_box(mask | he_mask, 0 if not scatter else int(60.0 / pixel_mm))
+    le = _render.readout(le_mean, le_second, gain_dn_per_keV=gain, noise=noise, rng=nrng, exact_mask=exact)
+    he = _render.readout(he_mean, he_second, gain_dn_per_keV=gain, noise=noise, rng=nrng, exact_mask=exact)
     timings["detector"] = time.perf_counter() - t2
 
     truth = ViewTruth(
@@ -377,6 +380,17 @@ def simulate_view(*, seed: int, scale: float = 1.0, laterality: str = "R", view:
         sim.he_mean_keV, sim.he_second_keV2 = he_mean, he_second
     logger.debug("simulated %s%s seed %d scale %g: %s", laterality, view, seed, scale, timings)
     return sim
+
+
+def _dilate_box(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """``mask`` grown to its bounding box plus ``radius_px`` (cheap and conservative)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return mask
+    cols = np.flatnonzero(mask.any(axis=0))
+    out = np.zeros_like(mask)
+    out[max(rows[0] - radius_px, 0):rows[-1] + radius_px + 1, max(cols[0] - radius_px, 0):cols[-1] + radius_px + 1] = True
+    return out
 
 
 _MODELS: dict = {}
@@ -451,9 +465,10 @@ def write_pair_dicom(dicom_dir: Path, stem: str, sim, *, exam_seed_: int, index:
 
     out = {} if out is None else out
     exam_id = f"PHANTOM{index + 1:04d}"
-    for k, (energy, pixels, beam, mas, dt_s, exp_s) in enumerate((
-            ("LE", sim.le, sim.le_beam, sim.mas_le, 0.0, LE_EXPOSURE_S),
-            ("HE", sim.he, sim.he_beam, sim.mas_he, LE_TO_HE_S, HE_EXPOSURE_S))):
+    for k, (energy, pixels, beam, mas, dt_s) in enumerate((
+            ("LE", sim.le, sim.le_beam, sim.mas_le, 0.0),
+            ("HE", sim.he, sim.he_beam, sim.mas_he, LE_TO_HE_S))):
+        exp_s = mas / TUBE_CURRENT_MA[energy]
         header = _dcm.ImageHeader(
             energy=energy, laterality=lat, view=view, patient_name=f"PHANTOM^{index + 1:04d}",
             patient_id=exam_id, study_uid=study_uid, series_uid=series_uid,

@@ -254,9 +254,11 @@ def render_bpe(anat, level: str, extent: float, conc_mg_ml: float,
     iodine = np.zeros(shape)
     enh = np.zeros(shape, dtype=bool)
     # always draw the fields, so lesion placement does not depend on the BPE level
-    field_a = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=1.0, grid_mm=0.5)
-    field_b = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=2.0, grid_mm=0.5)
-    fgt = anat.fgt_mask
+    r0, r1, c0, c1 = anat.window
+    win = np.s_[r0:r1, c0:c1]
+    field_a = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=1.0, grid_mm=0.5, window=anat.window)
+    field_b = noise_on_grid(shape, anat.pixel_mm, rng=rng, smooth_mm=2.0, grid_mm=0.5, window=anat.window)
+    fgt = anat.fgt_mask[win]
     n_fgt = int(fgt.sum())
     if level == "none" or extent <= 0 or n_fgt == 0:
         return iodine, enh, 0.0
@@ -265,12 +267,13 @@ def render_bpe(anat, level: str, extent: float, conc_mg_ml: float,
     if k <= 0:
         return iodine, enh, 0.0
     thr = np.partition(vals, n_fgt - k)[n_fgt - k]
-    enh = fgt & (field_a >= thr)
+    enh_w = fgt & (field_a >= thr)
     # concentration varies smoothly (x0.5-1.5) around the patient's mean
     modul = 1.0 + 0.5 * np.tanh(field_b)
-    gland_cm = anat.glandular_fraction * anat.tissue_mm / 10.0
-    iodine = np.where(enh, conc_mg_ml * modul * gland_cm, 0.0)
-    return iodine, enh, float(enh.sum()) / n_fgt
+    gland_cm = anat.glandular_fraction[win] * anat.tissue_mm[win] / 10.0
+    iodine[win] = np.where(enh_w, conc_mg_ml * modul * gland_cm, 0.0)
+    enh[win] = enh_w
+    return iodine, enh, float(enh_w.sum()) / n_fgt
 
 
 # ----------------------------------------------------------------------------- lesions
