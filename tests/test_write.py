@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
@@ -322,3 +324,12 @@ def test_atomic_write_replaces_existing_file(tmp_path, sources, rc_image):
     assert pydicom.dcmread(target).Modality == "MG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dcm"]
     assert not list(Path(tmp_path).glob("*.tmp"))
+
+
+def test_written_files_get_normal_permissions(tmp_path, sources, rc_image):
+    le, he = sources
+    umask = os.umask(0o022)
+    os.umask(umask)
+    info = write_rc(tmp_path / "perm.dcm", rc_image[0], le, he, weight=0.2)
+    # 0666 minus the umask, like any file the user creates (not mkstemp's 0600)
+    assert stat.S_IMODE(info.path.stat().st_mode) == 0o666 & ~umask

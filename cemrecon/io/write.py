@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 import uuid
 from copy import deepcopy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +65,7 @@ __all__ = [
     "write_rc",
     "write_iodine_image",
     "write_dataset_atomic",
+    "write_bytes_atomic",
     "read_mapping",
     "decode_pixels",
 ]
@@ -565,12 +566,6 @@ def _base_dataset(
     return ds, clip_fraction, nonfinite_fraction
 
 
-def _fingerprint_text(parameters: Mapping[str, Any] | None) -> str:
-    if not parameters:
-        return ""
-    return ";".join(f"{k}={parameters[k]}" for k in sorted(parameters))
-
-
 def build_rc_dataset(
     rc: np.ndarray,
     le_header: Dataset,
@@ -765,27 +760,57 @@ class WrittenImage:
         }
 
 
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` next to ``path``, exclusively, honouring the umask.
+
+    (:func:`tempfile.mkstemp` would create it with mode 0600, and the final file
+    would keep that mode: unreadable for the PACS or the colleague it is for.)
+    """
+    for _ in range(16):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + :func:`os.replace`).
+
+    Raises
+    ------
+    OutputError
+        The folder is not writable (names the path); nothing partial is left behind.
+    """
+    return _atomic(path, lambda fh: fh.write(data))
+
+
 def write_dataset_atomic(ds: Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` to ``path`` atomically (temp file in the same folder + :func:`os.replace`).
 
     The temporary file is ``.<name>.<random>.tmp`` in the destination folder; it
-    is removed on any failure.
+    is removed on any failure.  The final file gets the usual permissions (0666
+    minus the umask).
 
     Raises
     ------
     OutputError
         The folder is not writable or the dataset could not be encoded (names the path).
     """
+    return _atomic(path, lambda fh: ds.save_as(fh, enforce_file_format=True))
+
+
+def _atomic(path: str | os.PathLike[str], write: Any) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _open_temp(path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from exc
-    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -44,12 +44,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cemrecon.errors import OutputError
 
 __all__ = ["SCHEMA", "PairRecord", "BatchSummary", "write_summary", "load_summary"]
 
@@ -161,24 +159,9 @@ class BatchSummary:
 
 def write_summary(summary: BatchSummary, path: str | os.PathLike[str]) -> Path:
     """Write ``summary.json`` atomically (temp file in the same folder + :func:`os.replace`)."""
-    path = Path(path)
-    text = summary.to_json()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc}") from exc
-        raise
+    from cemrecon.io.write import write_bytes_atomic
+
+    path = write_bytes_atomic((summary.to_json() + "\n").encode("utf-8"), path)
     summary.path = path
     return path
 
