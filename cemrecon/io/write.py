@@ -250,18 +250,19 @@ class PixelMapping:
 
 
 def _region_values(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
+    """Finite values inside ``mask`` (whole image if None or empty), regularly subsampled, float64."""
+    values = np.asarray(values)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != values.shape:
             raise ValueError(f"mask shape {mask.shape} does not match image shape {values.shape}")
-        region = values[mask]
-    else:
-        region = values.ravel()
-    region = region[np.isfinite(region)]
-    if region.size == 0:  # empty or all non-finite mask: fall back to the whole image
-        region = values[np.isfinite(values)]
-    return _subsample(region)
+    sub = _subsample(values).astype(np.float64)
+    if mask is not None:
+        region = sub[_subsample(mask)]
+        region = region[np.isfinite(region)]
+        if region.size:
+            return region
+    return sub[np.isfinite(sub)]  # no mask, or an empty / all non-finite one: the whole image
 
 
 #: Percentiles (mapping offset, VOI window) are estimated from at most this many
@@ -309,8 +310,7 @@ def rc_mapping(
     region = _region_values(rc, mask)
     if region.size == 0:
         return PixelMapping(float(max_stored // 2 + 1), -float(scale_dn_per_ln), int(bits_stored), "RC_LN")
-    everything = _subsample(np.asarray(rc, dtype=np.float64))
-    everything = everything[np.isfinite(everything)]
+    everything = _region_values(rc, None)
     lo, hi = np.percentile(everything, [0.05, 99.95])
     scale = float(scale_dn_per_ln)
     span = float(hi - lo)
