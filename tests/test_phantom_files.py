@@ -159,8 +159,49 @@ def test_cli_and_tool(tmp_path):
     assert main(["phantom", str(tmp_path / "bad"), "--scale", "3"]) == 2
     tool = Path(__file__).resolve().parents[1] / "tools" / "make_phantom.py"
     proc = subprocess.run([sys.executable, str(tool), str(tmp_path / "tool"), "--exams", "1", "--seed", "4",
-                           "--scale", "0.05", "--no-lesions", "--thickness-mm", "50"], capture_output=True, text=True, timeout=120)
+                           "--scale", "0.05", "--no-lesions", "--thickness-mm", "50"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     # same code, same seed: same files
     for p in (tmp_path / "cli").rglob("*.dcm"):
         assert p.read_bytes() == (tmp_path / "tool" / p.relative_to(tmp_path / "cli")).read_bytes()
+
+
+def test_simulate_view_reproduces_written_view(exam_dir):
+    """The truth JSON's seed regenerates the written view exactly (in memory)."""
+    from cemrecon.phantom import simulate_view
+
+    out, exams = exam_dir
+    ex = exams[0]
+    tj = ex.views["L_MLO"]
+    sim = simulate_view(seed=tj["seed"], scale=tj["scale"], laterality="L", view="MLO")
+    np.testing.assert_array_equal(sim.le, pydicom.dcmread(ex.dicom_files["L_MLO_LE"]).pixel_array)
+    np.testing.assert_array_equal(sim.he, pydicom.dcmread(ex.dicom_files["L_MLO_HE"]).pixel_array)
+    npz = np.load(ex.truth_files["L_MLO"][0])
+    np.testing.assert_allclose(npz["iodine_mg_cm2"], sim.truth.iodine_mg_cm2.astype(np.float32))
+
+
+@pytest.mark.external
+def test_write_calibration_layout_truth_and_dciodvfy(tmp_path):
+    from cemrecon.phantom import write_calibration
+
+    dirs = write_calibration(tmp_path, thicknesses_mm=(40.0,), glandularities=(0.0, 1.0),
+                             iodine_steps_mg_cm2=(0.0, 1.0, 2.0), scale=0.05, seed=2)
+    assert [d.name for d in dirs] == ["CAL_T040_G000", "CAL_T040_G100"]
+    for d in dirs:
+        tj = json.loads((d / "truth" / "R_CC.json").read_text())
+        assert [ins["iodine_mg_cm2"] for ins in tj["inserts"]] == [0.0, 1.0, 2.0]
+        le = pydicom.dcmread(d / "dicom" / "R_CC_LE.dcm")
+        he = pydicom.dcmread(d / "dicom" / "R_CC_HE.dcm")
+        assert float(le.BodyPartThickness) == 40.0
+        assert le.StudyInstanceUID == he.StudyInstanceUID and le.FrameOfReferenceUID == he.FrameOfReferenceUID
+        means = []
+        for ins in tj["inserts"]:
+            r0, c0, r1, c1 = ins["roi"]
+            assert r1 > r0 and c1 > c0
+            means.append(le.pixel_array[r0:r1, c0:c1].mean())
+        assert means[0] > means[1] > means[2]  # more iodine, less LE signal
+        assert dciodvfy_errors(d / "dicom" / "R_CC_HE.dcm") == []
+    # the two studies are distinct
+    uids = {pydicom.dcmread(d / "dicom" / "R_CC_LE.dcm").StudyInstanceUID for d in dirs}
+    assert len(uids) == 2

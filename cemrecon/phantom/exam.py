@@ -389,7 +389,8 @@ def _dilate_box(mask: np.ndarray, radius_px: int) -> np.ndarray:
         return mask
     cols = np.flatnonzero(mask.any(axis=0))
     out = np.zeros_like(mask)
-    out[max(rows[0] - radius_px, 0):rows[-1] + radius_px + 1, max(cols[0] - radius_px, 0):cols[-1] + radius_px + 1] = True
+    r0, c0 = max(rows[0] - radius_px, 0), max(cols[0] - radius_px, 0)
+    out[r0:rows[-1] + radius_px + 1, c0:cols[-1] + radius_px + 1] = True
     return out
 
 
