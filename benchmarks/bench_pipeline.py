@@ -8,9 +8,11 @@ Generates ``--exams`` full-size phantom exams once (4 LE/HE pairs each; cached
 in ``--cache``, default ``$TMPDIR/cemrecon-bench``; a few minutes), makes a
 JPEG 2000 lossless copy with pydicom + pylibjpeg-openjpeg, then runs
 :func:`cemrecon.pipeline.run_batch` four times (uncompressed/J2K x serial/
-parallel, ``--force`` so nothing is skipped) and prints throughput and the time
-split decode / kernel / encode+write (summed over pairs, from summary.json), as
-ratios against the serial uncompressed run of the same process.
+parallel, ``force=True`` so nothing is skipped; default ``register="auto"``) plus
+once serial uncompressed without registration, and prints throughput and the
+time split decode / register / weight / kernel / encode+write (mean per pair,
+from summary.json), with ratios against the serial uncompressed run of the same
+process.
 
 Not a test: nothing is asserted.  Numbers depend on the machine and its load.
 """
@@ -66,14 +68,17 @@ def _transcode(raw: Path, j2k: Path) -> None:
     print(f"  {time.perf_counter() - t0:.0f} s")
 
 
-def _run(label: str, inputs: Path, out: Path, workers: int) -> dict[str, float]:
+_STAGES = ("decode", "register", "weight", "kernel", "encode_write")
+
+
+def _run(label: str, inputs: Path, out: Path, workers: int, register: bool | str) -> dict[str, float]:
     from cemrecon.pipeline import run_batch
 
     t0 = time.perf_counter()
-    summary = run_batch([inputs], out, workers=workers, force=True)
+    summary = run_batch([inputs], out, workers=workers, force=True, register=register)
     wall = time.perf_counter() - t0
     n_exams = summary.counts["exams"]
-    split = {"decode": 0.0, "kernel": 0.0, "encode_write": 0.0}
+    split = dict.fromkeys(_STAGES, 0.0)
     for rec in summary.pairs:
         for k in split:
             split[k] += rec.timings_s.get(k, 0.0)
@@ -87,12 +92,9 @@ def _run(label: str, inputs: Path, out: Path, workers: int) -> dict[str, float]:
         "exams_per_min": 60.0 * n_exams / wall if wall > 0 else float("nan"),
         **{f"{k}_ms_per_pair": 1000 * v / pairs for k, v in split.items()},
     }
-    print(
-        f"{label:<28} {workers:>3} {n_exams:>5} {wall:>8.1f} {row['exams_per_min']:>9.2f} "
-        f"{row['decode_ms_per_pair']:>9.1f} {row['kernel_ms_per_pair']:>9.1f} {row['encode_write_ms_per_pair']:>9.1f}"
-        f"  failed={summary.n_failed}",
-        flush=True,
-    )
+    stages = " ".join(f"{row[f'{k}_ms_per_pair']:>9.1f}" for k in _STAGES)
+    print(f"{label:<34} {workers:>3} {n_exams:>5} {wall:>8.1f} {row['exams_per_min']:>9.2f} {stages}"
+          f"  failed={summary.n_failed}", flush=True)
     return row
 
 
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "cemrecon-bench"))
     parser.add_argument("--skip-j2k", action="store_true", help="uncompressed runs only")
+    parser.add_argument("--no-register-run", action="store_true",
+                        help="skip the extra serial uncompressed run with register=False")
     args = parser.parse_args(argv)
 
     cache = Path(args.cache) / f"exams{args.exams}-scale{args.scale:g}"
@@ -114,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.exams} exams, {len(list(raw.rglob('*_LE.dcm')))} pairs, {mb:.0f} MB uncompressed"
           + ("" if args.skip_j2k else f", {sum(p.stat().st_size for p in j2k.rglob('*.dcm')) / 1e6:.0f} MB J2K"))
     print(f"cores: {os.cpu_count()}  python {sys.version.split()[0]}\n")
-    print(f"{'run':<28} {'wrk':>3} {'exams':>5} {'wall s':>8} {'exams/min':>9} "
-          f"{'decode':>9} {'kernel':>9} {'enc+write':>9}   (ms per pair, summed over workers)")
+    print(f"{'run':<34} {'wrk':>3} {'exams':>5} {'wall s':>8} {'exams/min':>9} "
+          + " ".join(f"{k[:9]:>9}" for k in _STAGES) + "   (ms per pair, per worker)")
 
     out_root = Path(tempfile.mkdtemp(prefix="cemrecon-bench-out-"))
     rows = []
@@ -124,19 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, inputs in configs:
             for workers in (1, args.workers):
                 rows.append(_run(f"{name}, {'serial' if workers == 1 else 'parallel'}", inputs,
-                                 out_root / f"{name[:4]}-{workers}", workers))
+                                 out_root / f"{name[:4]}-{workers}", workers, "auto"))
                 shutil.rmtree(out_root / f"{name[:4]}-{workers}", ignore_errors=True)
+        if not args.no_register_run:
+            rows.append(_run("uncompressed, serial, no registr.", raw, out_root / "noreg", 1, False))
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
 
     base = rows[0]
     print("\nratios against the serial uncompressed run (throughput, higher is faster):")
     for row in rows:
-        print(f"  {row['label']:<28} x{row['exams_per_min'] / base['exams_per_min']:.2f}")
+        print(f"  {row['label']:<34} x{row['exams_per_min'] / base['exams_per_min']:.2f}")
+    print("stage cost relative to the recombination kernel (serial runs):")
     for row in rows:
         if row["workers"] == 1 and row["kernel_ms_per_pair"] > 0:
-            print(f"  {row['label']:<28} decode / kernel = {row['decode_ms_per_pair'] / row['kernel_ms_per_pair']:.0f}"
-                  f", encode+write / kernel = {row['encode_write_ms_per_pair'] / row['kernel_ms_per_pair']:.0f}")
+            ratios = ", ".join(f"{k} x{row[f'{k}_ms_per_pair'] / row['kernel_ms_per_pair']:.0f}"
+                               for k in _STAGES if k != "kernel")
+            print(f"  {row['label']:<34} {ratios}")
     return 0
 
 

@@ -98,11 +98,17 @@ def test_unwritable_output_exit_4(phantom_root, tmp_path, capsys):
     assert "not writable" in capsys.readouterr().err
 
 
-def test_weight_option_reaches_the_output(phantom_root, tmp_path):
+def test_weight_and_register_options_reach_the_output(phantom_root, tmp_path):
     out = tmp_path / "out"
-    assert _run(str(phantom_root), "--out", str(out), "--workers", "1", "--weight", "0.27", "--quiet") == EXIT_OK
-    ds = pydicom.dcmread(sorted(out.rglob("*_RC.dcm"))[0], stop_before_pixels=True)
-    assert "w = 0.27" in ds.DerivationDescription
+    assert _run(str(phantom_root), "--out", str(out), "--workers", "1", "--weight", "0.27", "--register", "never",
+                "--quiet") == EXIT_OK
+    data = json.loads((out / "summary.json").read_text())
+    assert data["parameters"]["weight"] == 0.27 and data["parameters"]["register"] is False
+    for rc in sorted(out.rglob("*_RC.dcm")):
+        ds = pydicom.dcmread(rc, stop_before_pixels=True)
+        assert "w = 0.27" in ds.DerivationDescription
+        # never registered, so the pixel positions of both sources are preserved
+        assert {i.SpatialLocationsPreserved for i in ds.SourceImageSequence} == {"YES"}
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -164,10 +164,10 @@ def test_one_bad_exam_does_not_stop_the_batch(phantom_root, tmp_path, monkeypatc
     real = batch_mod._recombine
     bad_study = sorted({p.parent.parent.name for p in phantom_root.rglob("*_LE.dcm")})[0]
 
-    def flaky(pair, weight):
+    def flaky(pair, weight, register):
         if Path(pair.le.path).parent.parent.name == bad_study:
             raise RuntimeError("simulated decoder crash")
-        return real(pair, weight)
+        return real(pair, weight, register)
 
     monkeypatch.setattr(batch_mod, "_recombine", flaky)
     summary = run_batch([phantom_root], tmp_path / "out", workers=1)

@@ -58,6 +58,11 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, out_required: bool) 
         help="recombination weight: a number, or how to choose it (default: the recombine module's default)",
     )
     parser.add_argument(
+        "--register", choices=("auto", "always", "never"), default="auto",
+        help="LE/HE registration before recombination (default auto: correct a detected shift "
+        ">= half a pixel; never: fastest)",
+    )
+    parser.add_argument(
         "--calibration", metavar="CAL.json", default=None,
         help="calibration file; also write an iodine image (mg I/cm^2) per pair",
     )
@@ -183,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_batch(
             args.paths, args.out,
             executor=executor, workers=args.workers, weight=weight, calibration=args.calibration,
+            register={"auto": "auto", "always": True, "never": False}[args.register],
             force=args.force, strictness=args.strictness, progress=progress, on_scanned=progress.scanned,
         )
     except CalibrationError as exc:

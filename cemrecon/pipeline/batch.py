@@ -95,6 +95,7 @@ def output_name(laterality: Any, view: Any, acquisition_index: int, kind: str = 
 @dataclass(frozen=True)
 class _Settings:
     weight: Any  # a float or one of _WEIGHT_WORDS
+    register: bool | str  # recombine_pair's register=: "auto", True or False
     calibration_path: str | None
     calibration_sha256: str | None
     force: bool
@@ -105,7 +106,8 @@ class _Settings:
         from cemrecon.io.write import RC_SCALE_DN_PER_LN
 
         return (
-            f"cemrecon={__version__};weight={self.weight!r};calibration={self.calibration_sha256};"
+            f"cemrecon={__version__};weight={self.weight!r};register={self.register!r};"
+            f"calibration={self.calibration_sha256};"
             f"rc_scale={RC_SCALE_DN_PER_LN};bits=16"
         )
 
@@ -236,11 +238,13 @@ class _Recombined:
     timings: dict[str, float]
 
 
-def _recombine(pair: Any, weight: Any) -> _Recombined:
+def _recombine(pair: Any, weight: Any, register: bool | str = "auto") -> _Recombined:
     """Decode + recombine one pair with :func:`cemrecon.recombine.recombine_pair`."""
     from cemrecon.recombine import recombine_pair
 
-    kwargs = {} if weight in (None, "physics") else {"weight": weight}
+    kwargs: dict[str, Any] = {"register": register}
+    if weight not in (None, "physics"):
+        kwargs["weight"] = weight
     result = recombine_pair(pair, **kwargs)
     t = result.timings or {}
     prov = result.provenance or {}
@@ -312,7 +316,7 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
                 return record
 
         # ---- decode + kernel
-        res = _recombine(pair, settings.weight)
+        res = _recombine(pair, settings.weight, settings.register)
         rc, weight, timings = res.rc, res.weight, dict(res.timings)
         record.weight, record.weight_source = weight, res.weight_source
 
@@ -567,6 +571,7 @@ def run_batch(
     executor: Executor | None = None,
     workers: int | None = None,
     weight: float | str | None = None,
+    register: bool | str = "auto",
     calibration: str | os.PathLike[str] | None = None,
     force: bool = False,
     strictness: str = "warn",
@@ -590,7 +595,11 @@ def run_batch(
         everything in this process.  Ignored when ``executor`` is given.
     weight : float or {"physics", "thickness", "image"}, optional
         Recombination weight, passed to :func:`cemrecon.recombine.recombine_pair`
-        (``None``: its default).
+        (``None``: its default, ``"physics"``).
+    register : {"auto", True, False}
+        LE/HE registration before recombination (``recombine_pair(register=)``):
+        ``"auto"`` corrects a detected shift of half a pixel or more.  At full size it
+        costs ~2 s per pair here, more than everything else for uncompressed input.
     calibration : path-like, optional
         Calibration JSON (:meth:`cemrecon.calibrate.Calibration.load`); also write an
         iodine image (mg I/cm^2) per pair.
@@ -621,6 +630,8 @@ def run_batch(
     """
     started = time.perf_counter()
     weight = _check_weight(weight)
+    if register not in ("auto", True, False):
+        raise ValueError(f"register must be 'auto', True or False, got {register!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(paths, (str, os.PathLike)):
@@ -674,7 +685,7 @@ def run_batch(
     else:
         threads = 1  # shared cluster workers: one numba thread per task thread
     settings = _Settings(
-        weight=weight, calibration_path=cal_path, calibration_sha256=cal_sha, force=bool(force),
+        weight=weight, register=register, calibration_path=cal_path, calibration_sha256=cal_sha, force=bool(force),
         threads=threads, out_dir=str(out.resolve()),
     )
     jobs = [_ExamJob(study, tuple(pairs), settings) for study, pairs in by_study.items()]
@@ -687,6 +698,7 @@ def run_batch(
         out_dir=str(out),
         parameters={
             "weight": weight,  # "physics" is recombine's default
+            "register": register,
             "calibration": cal_path,
             "calibration_id": cal_id,
             "force": bool(force),
