@@ -257,6 +257,12 @@ def build_dataset(pixels: np.ndarray, header: ImageHeader) -> Dataset:
     ds.DetectorConfiguration = "AREA"
     ds.DetectorID = "CEMPHANTOM-CSI"
     ds.DetectorBinning = [1, 1]
+    # field of view: the whole detector, stored as displayed (no rotation, no flip)
+    ds.FieldOfViewShape = "RECTANGLE"
+    ds.FieldOfViewDimensions = [int(round(rows * h.pixel_mm)), int(round(cols * h.pixel_mm))]
+    ds.FieldOfViewOrigin = ["0", "0"]
+    ds.FieldOfViewRotation = "0"
+    ds.FieldOfViewHorizontalFlip = "NO"
     ds.PositionerType = "MAMMOGRAPHIC"
     ds.PositionerPrimaryAngle = ("0" if h.view == "CC"
                                  else _ds_str(_MLO_ANGLE_DEG if h.laterality == "R" else -_MLO_ANGLE_DEG, 4))

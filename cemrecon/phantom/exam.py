@@ -167,7 +167,7 @@ class ExamTruth:
     dicom_files: dict  # "R_CC_LE" -> Path
     truth_files: dict  # "R_CC" -> (npz Path, json Path)
     views: dict  # "R_CC" -> truth json dict
-    timings_s: dict = field(default_factory=dict)  # anatomy / physics / detector / write, summed
+    timings_s: dict = field(default_factory=dict)  # anatomy/physics/detector/write_dicom/write_truth
 
 
 # ----------------------------------------------------------------------------- patient
@@ -526,7 +526,7 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
         study_uid = _dcm.uid_from(es, "study")
         series_uid = _dcm.uid_from(es, "series")
         dicom_files, truth_files, views = {}, {}, {}
-        timings = {"anatomy": 0.0, "physics": 0.0, "detector": 0.0, "write": 0.0}
+        timings = {"anatomy": 0.0, "physics": 0.0, "detector": 0.0, "write_dicom": 0.0, "write_truth": 0.0}
         inst = 0
         for vi, (lat, view) in enumerate([(lat, v) for v in VIEWS for lat in LATERALITIES]):
             sim = simulate_view(seed=es, scale=scale, laterality=lat, view=view, **options)
@@ -540,6 +540,8 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
                              first_instance=inst + 1, acquisition_start=t_le,
                              image_type_style=image_type_style, out=dicom_files)
             inst += 2
+            timings["write_dicom"] += time.perf_counter() - tw
+            tw = time.perf_counter()
             tj = sim.truth_json()
             tj.update({"exam_id": exam_id, "exam_index": i, "run_seed": int(seed), "study_uid": study_uid,
                        "frame_of_reference_uid": for_uid,
@@ -550,7 +552,7 @@ def write_exams(outdir, n_exams: int = 1, *, seed: int = 0, scale: float = 1.0,
             _write_json(js, tj)
             truth_files[f"{lat}_{view}"] = (npz, js)
             views[f"{lat}_{view}"] = tj
-            timings["write"] += time.perf_counter() - tw
+            timings["write_truth"] += time.perf_counter() - tw
             logger.info("exam %s view %s%s written (%s)", exam_id, lat, view, sim.timings_s)
         results.append(ExamTruth(exam_id=exam_id, seed=es, directory=edir, study_uid=study_uid,
                                  dicom_files=dicom_files, truth_files=truth_files, views=views,
