@@ -34,8 +34,8 @@ import logging
 import os
 import secrets
 import uuid
-from copy import deepcopy
 from collections.abc import Iterable
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -339,7 +339,8 @@ def iodine_mapping(
 def _window(stored: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
     region = _region_values(stored, mask)
     if region.size == 0:
-        return float(stored.max() + 1) / 2.0 if stored.size else 1.0, max(float(stored.max()) if stored.size else 1.0, 1.0)
+        top = float(stored.max()) if stored.size else 1.0
+        return (top + 1.0) / 2.0, max(top, 1.0)
     lo, hi = np.percentile(region, _WINDOW_PERCENTILES)
     width = max(float(hi - lo), 1.0)
     centre = float(lo + hi) / 2.0
@@ -499,7 +500,8 @@ def _base_dataset(
     ds.LossyImageCompression = "00"
     ds.QualityControlImage = "NO"
     if "PatientOrientation" not in ds or not ds.PatientOrientation:
-        key = (str(ds.get("ImageLaterality", le.get("Laterality", ""))).upper(), str(le.get("ViewPosition", "")).upper())
+        laterality = str(ds.get("ImageLaterality", le.get("Laterality", ""))).upper()
+        key = (laterality, str(le.get("ViewPosition", "")).upper())
         ds.PatientOrientation = _DEFAULT_ORIENTATION.get(key, "")
         logger.info("LE header has no Patient Orientation; using %r for %s", ds.PatientOrientation, key)
     if "PixelSpacingCalibrationType" in ds and "PixelSpacingCalibrationDescription" not in ds:

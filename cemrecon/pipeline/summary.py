@@ -48,7 +48,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 __all__ = ["SCHEMA", "PairRecord", "BatchSummary", "write_summary", "load_summary"]
 
 SCHEMA = "cemrecon.batch-summary/1"
