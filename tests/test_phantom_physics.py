@@ -281,3 +281,29 @@ def test_noisy_view_is_uint16_14_bit():
     # open field near but below saturation
     open_field = ~s.truth.breast_mask
     assert 0.8 * 2**14 < np.median(s.le[open_field].astype(float)) < 2**14 - 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale": 2.0}, r"scale must be in \[0.01, 1.0\], got 2.0"),
+        ({"laterality": "X"}, r"laterality must be one of"),
+        ({"view": "ML"}, r"view must be one of"),
+        ({"thickness_mm": 150.0}, r"thickness_mm must be within \(20.0, 90.0\) mm, got 150.0"),
+        ({"glandularity": 1.5}, r"glandularity must be within \[0, 1\], got 1.5"),
+        ({"bpe_level": "severe"}, r"bpe_level must be one of none, minimal, mild, moderate, marked; got 'severe'"),
+        ({"lesions": [{"type": "cyst"}]}, r"lesion spec must be a dict with type mass/nme/calcifications"),
+        ({"scatter": -0.1}, r"scatter \(SPR\) must be in \[0, 2\] or None"),
+    ],
+)
+def test_simulate_view_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_view(seed=1, **{"scale": 0.05, **kwargs})
+
+
+def test_write_exams_rejects_noise_free(tmp_path):
+    from cemrecon.phantom import write_exams
+
+    with pytest.raises(ValueError, match="needs noise=True"):
+        write_exams(tmp_path, 1, scale=0.05, noise=False)
+    assert not any(tmp_path.iterdir())  # nothing written
