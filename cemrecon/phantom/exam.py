@@ -51,6 +51,29 @@ COMPRESSION_FORCE_N = (70.0, 140.0)
 STUDY_DATETIME = _dt.datetime(2025, 1, 6, 9, 0, 0)
 
 
+#: What the truth arrays and values mean (written into every truth JSON).
+TRUTH_DEFINITIONS = {
+    "coordinates": "pixel (row, column) of the stored LE image; bbox = [row0, col0, row1, col1], end exclusive",
+    "iodine_mg_cm2": "total iodine areal density along the ray (BPE + lesions + inserts), mg/cm^2",
+    "bpe_iodine_mg_cm2": "background parenchymal enhancement part of iodine_mg_cm2",
+    "thickness_mm": "total tissue path (skin + breast tissue + muscle) along the ray, mm; "
+                    "0 outside the breast; equals the compressed thickness in the flat part",
+    "glandular_fraction": "glandular share of the breast-tissue path (adipose + glandular, skin and "
+                          "pectoral muscle excluded), 0-1",
+    "fgt_mask": f"glandular_fraction >= {_anat.FGT_MASK_THRESHOLD} inside the breast",
+    "enhancing_fgt_mask": "FGT pixels carrying BPE iodine; enhancing_fraction_of_fgt = its share of fgt_mask",
+    "calcification_path_mm": "hydroxyapatite + calcium oxalate path per pixel (partial volume), mm",
+    "lesion_label": "number N of finding '<LAT>-N' where its own iodine excess > 0, else 0",
+    "iodine_excess_mg_cm2": "peak iodine areal density of the finding itself (BPE excluded)",
+    "bpe_category": "0 none, 1 minimal (<10 % of FGT enhancing), 2 mild (10-25 %), 3 moderate (25-50 %), "
+                    "4 marked (>50 %)",
+    "expected_enhancement": "enhancement: iodine excess >= 0.1 mg/cm^2 visible over minimal/mild BPE; "
+                            "no_enhancement: no iodine within the cluster extent + 3 mm; indeterminate: weak "
+                            "excess (0.1-0.3 mg/cm^2) inside moderate or marked BPE",
+    "DN": "stored value = dark_offset_dn + gain_dn_per_keV x absorbed energy (keV) + noise, 14 bits",
+}
+
+
 @dataclass
 class ViewTruth:
     """Ground truth of one view, exactly as rendered (arrays in the LE pixel frame)."""
@@ -153,6 +176,7 @@ class ViewSimulation:
             "exposure": self.exposure_json(),
             "lesions": [les.to_json() for les in t.lesions],
             "inserts": t.inserts,
+            "definitions": TRUTH_DEFINITIONS,
         }
 
 
