@@ -122,7 +122,7 @@ def readout(mean_keV: np.ndarray, second_keV2: np.ndarray, *, gain_dn_per_keV: f
         signal = sample_signal(mean, second, rng)
     else:
         # compound Poisson (physics.sample_signal) where it matters; the direct-exposure field
-        # (>= 1e5 equivalent quanta per pixel, skewness < 0.3 %) gets the Gaussian with the
+        # (>= 4e4 equivalent quanta per 0.1 mm pixel, skewness < 0.5 %) gets the Gaussian with the
         # same mean and variance, three times cheaper to draw
         signal = mean + np.sqrt(second) * rng.standard_normal(mean.shape)
         idx = np.flatnonzero(exact_mask)
