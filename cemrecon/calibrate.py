@@ -90,7 +90,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,7 @@ from typing import Any
 import numpy as np
 
 from cemrecon import __version__
+from cemrecon._fileio import write_json_atomic
 from cemrecon.errors import CalibrationError, OutputError
 
 __all__ = [
@@ -687,19 +687,7 @@ class Calibration:
         path = Path(path)
         if not path.parent.is_dir():
             raise OutputError(f"cannot write calibration {str(path)!r}: folder {str(path.parent)!r} does not exist")
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            os.replace(tmp, path)
-        except Exception as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise OutputError(f"cannot write calibration {str(path)!r}: {exc}") from exc
-        return path
+        return write_json_atomic(self.to_dict(), path, what="calibration", indent=1)
 
 
 _KNOWN_KEYS = {

@@ -15,13 +15,12 @@ that is not in a pair.  Exit code 0 when at least one pair is found, 3 when none
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from cemrecon._fileio import write_json_atomic
 
 __all__ = ["register", "run", "result_to_json"]
 
@@ -64,22 +63,6 @@ def result_to_json(result: Any) -> dict[str, Any]:
         ],
         "excluded": [{"path": m.path, "role": m.role.value, "reason": m.reason} for m in result.excluded],
     }
-
-
-def _write_json_atomic(doc: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _short(uid: str, n: int = 18) -> str:
@@ -145,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(_table(result))
     if args.json:
         try:
-            _write_json_atomic(result_to_json(result), Path(args.json))
+            write_json_atomic(result_to_json(result), Path(args.json))
         except OSError as exc:
             print(f"cemrecon pairs: cannot write {args.json}: {exc}", file=sys.stderr)
             return EXIT_FATAL

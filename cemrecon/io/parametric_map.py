@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from cemrecon import __version__
+from cemrecon._fileio import write_dataset_atomic
 from cemrecon.errors import DicomReadError, OutputError
 
 __all__ = [
@@ -274,18 +274,7 @@ def write_parametric_map(
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"cannot write parametric map {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pm.save_as(fh, enforce_file_format=True)
-        os.replace(tmp, path)
-    except Exception as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"cannot write parametric map {str(path)!r}: {exc}") from exc
-    return path
+    return write_dataset_atomic(pm, path, what="parametric map")
 
 
 def read_parametric_map(path: str | os.PathLike | Dataset) -> tuple[np.ndarray, ParametricMapInfo]:
