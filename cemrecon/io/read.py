@@ -56,6 +56,7 @@ from cemrecon.errors import CemreconError, DicomReadError, PairingError
 from cemrecon.io import pixels as _pixels
 from cemrecon.io.enums import Energy, FileRole, Laterality, Strictness, View
 from cemrecon.io.pair import Exam, Pair, pair_images
+from cemrecon.physics._constants import DICOM_MATERIAL_TERMS
 
 __all__ = [
     "AcquisitionMeta",
@@ -125,24 +126,9 @@ _PHANTOM_CREATOR = "CEMRECON PHANTOM"
 _PHANTOM_DARK_OFFSET = 0x10  # (0029,xx10) DS, DN
 _PHANTOM_GAIN = 0x11  # (0029,xx11) DS, DN per keV absorbed
 
-#: DICOM spellings of anode / filter materials -> element symbols.
-_MATERIALS = {
-    "MOLYBDENUM": "Mo",
-    "RHODIUM": "Rh",
-    "TUNGSTEN": "W",
-    "SILVER": "Ag",
-    "COPPER": "Cu",
-    "ALUMINUM": "Al",
-    "ALUMINIUM": "Al",
-    "TITANIUM": "Ti",
-    "MO": "Mo",
-    "RH": "Rh",
-    "W": "W",
-    "AG": "Ag",
-    "CU": "Cu",
-    "AL": "Al",
-    "TI": "Ti",
-}
+#: DICOM spellings of anode / filter materials (and element symbols, any case) -> element symbols;
+#: the defined terms live with the physics (one list for the whole library).
+_MATERIALS = {**DICOM_MATERIAL_TERMS, **{v.upper(): v for v in DICOM_MATERIAL_TERMS.values()}}
 _HE_FILTERS = {"Cu", "Ti"}
 
 #: View codes of CID 4014 by code value; SCT and SRT/SNM3 spellings are equivalent
