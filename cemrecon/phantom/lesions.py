@@ -215,7 +215,9 @@ def resolve_spec(spec: dict, rng: np.random.Generator) -> dict:
 def _speck_offsets(rng: np.random.Generator, morphology: str, n: int) -> list[tuple]:
     """3-D speck offsets (mm, in breast axes depth/u/v) and sizes; shared by both views.
 
-    Returns tuples (dx, du, dv, length_mm, width_mm, in-plane angle)."""
+    Returns tuples (dx, du, dv, length_mm, width_mm, angle) where ``angle`` is the in-plane
+    orientation (rad) of a round-ish speck, or a 3-tuple unit direction (depth, u, v) of the
+    duct for fine-linear specks (projected into each view, so both views agree)."""
     out = []
     radius = rng.uniform(3.0, 8.0)  # grouped: within ~1-2 cm
     if morphology == "fine_linear":
@@ -229,7 +231,7 @@ def _speck_offsets(rng: np.random.Generator, morphology: str, n: int) -> list[tu
             p = d * rng.uniform(-radius, radius) + rng.normal(0, 0.3, size=3)
             length = rng.uniform(0.4, 1.2)
             width = rng.uniform(0.1, 0.25)
-            ang = math.atan2(d[1], d[0])
+            ang = (float(d[0]), float(d[1]), float(d[2]))
         else:
             p = rng.normal(0, radius / 2.0, size=3)
             if morphology == "amorphous":
@@ -240,7 +242,8 @@ def _speck_offsets(rng: np.random.Generator, morphology: str, n: int) -> list[tu
                 length = rng.uniform(0.1, 0.45)
             width = length * rng.uniform(0.6, 1.0)
             ang = rng.uniform(0, math.pi)
-        out.append((float(p[0]), float(p[1]), float(p[2]), float(length), float(max(width, 0.1)), float(ang)))
+        out.append((float(p[0]), float(p[1]), float(p[2]), float(length), float(max(width, 0.1)),
+                    ang if isinstance(ang, tuple) else float(ang)))
     return out
 
 
@@ -496,7 +499,10 @@ def _render_specks(anat, spec, center, maps, les: Lesion) -> None:
     for dx3, du, dv, length, width, ang in spec["speck_offsets"]:
         lateral = du if anat.view == "CC" else (du + dv) / math.sqrt(2.0)
         rc = (center[0] + lateral / p, center[1] + sign * dx3 / p)
-        if anat.view == "MLO":
+        if isinstance(ang, (tuple, list)):  # duct direction -> its projection in this view
+            d_lat = ang[1] if anat.view == "CC" else (ang[1] + ang[2]) / math.sqrt(2.0)
+            ang = math.atan2(d_lat, sign * ang[0])  # angle from the column axis towards rows
+        elif anat.view == "MLO":
             ang = ang + math.pi / 4
         ra, rb = length / 2.0, width / 2.0
         rc3 = rb  # depth semi-axis = the smaller in-plane one
