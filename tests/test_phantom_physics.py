@@ -307,3 +307,40 @@ def test_write_exams_rejects_noise_free(tmp_path):
     with pytest.raises(ValueError, match="needs noise=True"):
         write_exams(tmp_path, 1, scale=0.05, noise=False)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("subtype", les.NME_SUBTYPES)
+def test_nme_subtypes_render_with_truth(subtype):
+    spec = [{"type": "nme", "subtype": subtype, "iodine_mg_cm2": 1.0, "diameter_mm": 30.0,
+             "position": (0.5, 0.0, 0.0), "calcifications": False}]
+    s = simulate_view(seed=12, scale=0.1, thickness_mm=50.0, bpe_level="none", lesions=spec, noise=False)
+    (n,) = s.truth.lesions
+    assert n.type == "nme" and n.nme_subtype == subtype and n.expected_enhancement == "enhancement"
+    r0, c0, r1, c1 = n.bbox
+    inside = s.truth.iodine_mg_cm2[r0:r1, c0:c1]
+    # all of the rendered iodine is the finding's (no BPE), inside its bbox, peak <= requested
+    assert inside.sum() == pytest.approx(s.truth.iodine_mg_cm2.sum())
+    assert 0.3 <= n.iodine_excess_mg_cm2 <= 1.0
+    assert (s.truth.lesion_label[r0:r1, c0:c1] == 1).sum() == (s.truth.iodine_mg_cm2 > 0).sum()
+
+
+@pytest.mark.parametrize("material", ["hydroxyapatite", "calcium_oxalate"])
+def test_calcification_material_recorded(material):
+    spec = [{"type": "calcifications", "enhancement": "none", "n_specks": 6, "material": material}]
+    s = simulate_view(seed=13, scale=0.1, bpe_level="none", lesions=spec, noise=False)
+    (c,) = s.truth.lesions
+    assert c.calcification_material == material and {sp.material for sp in c.specks} == {material}
+    assert s.truth.calcification_path_mm.sum() > 0
+
+
+def test_same_breast_in_mm_at_every_scale():
+    a = simulate_view(seed=14, scale=0.1, lesions=None, noise=False)
+    b = simulate_view(seed=14, scale=0.2, lesions=None, noise=False)
+    area_a = a.truth.breast_mask.sum() * a.pixel_mm**2
+    area_b = b.truth.breast_mask.sum() * b.pixel_mm**2
+    # same outline; the pixelised area differs by about a perimeter x pixel (~2 %)
+    assert area_b == pytest.approx(area_a, rel=0.03)
+    assert a.thickness_mm == b.thickness_mm
+    ga = float(a.truth.glandular_fraction[a.truth.breast_mask].mean())
+    gb = float(b.truth.glandular_fraction[b.truth.breast_mask].mean())
+    assert gb == pytest.approx(ga, abs=0.02)
