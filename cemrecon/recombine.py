@@ -212,7 +212,7 @@ def recombine_pair(
     dark_offset: float | tuple[float, float] | None = None,
     threads: int | None = None,
     glandularity: float = 0.5,
-    register: bool | str = "auto",
+    register: bool | str = False,
     floor_dn: float = SIGNAL_FLOOR_DN,
     **overrides: Any,
 ) -> RecombineResult:
@@ -226,8 +226,10 @@ def recombine_pair(
     weight, dark_offset, threads, glandularity, floor_dn
         As in :func:`recombine`.
     register : bool or "auto", optional
-        Default ``"auto"``: a detected LE/HE shift of half a pixel or more is
-        corrected, and ``provenance["spatial_locations_preserved"]`` is then False.
+        ``"auto"``: a detected LE/HE shift of half a pixel or more (with a reliable
+        correlation peak) is corrected; ``True``: always register.  When HE is moved,
+        ``provenance["spatial_locations_preserved"]`` is False.  Default False:
+        detection costs ~0.5 s per full-field pair (100x the kernel), so it is opt-in.
     **overrides
         ``le_beam``, ``he_beam``, ``thickness_mm``, ``pixel_mm`` (as in :func:`recombine`).
 
@@ -674,7 +676,16 @@ def _weight_summary(weight: float | np.ndarray | None) -> Any:
 
 def _count_clamped(img: np.ndarray, offset: float, floor_dn: float) -> int:
     """Pixels whose offset-corrected signal is below the floor (and so were clamped)."""
-    return int(np.count_nonzero(img < offset + floor_dn))
+    limit = offset + floor_dn
+    if img.dtype.kind in "ui":
+        # integer v < limit  <=>  v < ceil(limit): compare in the image's own dtype
+        threshold = math.ceil(limit)
+        if threshold > np.iinfo(img.dtype).max:
+            return int(img.size)
+        if threshold <= 0:
+            return 0
+        return int(np.count_nonzero(img < img.dtype.type(threshold)))
+    return int(np.count_nonzero(img < limit))
 
 
 class _CallableModule(types.ModuleType):

@@ -182,37 +182,39 @@ def weight_curve(le_beam: Any, he_beam: Any, *, glandularity: float = GLANDULARI
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor x factor`` blocks (float64); edge blocks are partial means."""
+    """Mean over ``factor x factor`` blocks (float64), partial edge blocks dropped.
+
+    Block ``(i, j)`` covers full-resolution pixels ``[i f, (i + 1) f) x [j f, (j + 1) f)``;
+    :func:`_upsample` maps back and replicates the edge for the dropped margin.
+    """
+    img = np.asarray(image)
     if factor <= 1:
-        return np.asarray(image, dtype=np.float64)
-    h, w = image.shape
-    hp, wp = -(-h // factor) * factor, -(-w // factor) * factor
-    padded = np.pad(np.asarray(image, dtype=np.float64), ((0, hp - h), (0, wp - w)))
-    ones = np.pad(np.ones((h, w)), ((0, hp - h), (0, wp - w)))
-    sums = padded.reshape(hp // factor, factor, wp // factor, factor).sum(axis=(1, 3))
-    counts = ones.reshape(hp // factor, factor, wp // factor, factor).sum(axis=(1, 3))
-    return sums / counts
+        return img.astype(np.float64)
+    h, w = img.shape
+    hc, wc = max(factor, h - h % factor), max(factor, w - w % factor)
+    if hc > h or wc > w:  # image smaller than one block
+        return np.full((1, 1), float(img.mean(dtype=np.float64)))
+    return img[:hc, :wc].reshape(hc // factor, factor, wc // factor, factor).mean(axis=(1, 3), dtype=np.float64)
 
 
 def _upsample(low: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a block-mean grid back to ``shape`` (float32)."""
+    """Separable bilinear upsampling of a block-mean grid back to ``shape`` (float32)."""
     if factor <= 1:
         return np.ascontiguousarray(low[: shape[0], : shape[1]], dtype=np.float32)
-    # block centres sit at (k + 0.5) * factor - 0.5 in full-resolution pixels
-    rows = (np.arange(shape[0]) + 0.5) / factor - 0.5
-    cols = (np.arange(shape[1]) + 0.5) / factor - 0.5
-    rows = np.clip(rows, 0, low.shape[0] - 1)
-    cols = np.clip(cols, 0, low.shape[1] - 1)
-    r0 = np.minimum(rows.astype(np.intp), low.shape[0] - 2) if low.shape[0] > 1 else np.zeros_like(rows, np.intp)
-    c0 = np.minimum(cols.astype(np.intp), low.shape[1] - 2) if low.shape[1] > 1 else np.zeros_like(cols, np.intp)
-    fr = (rows - r0)[:, None] if low.shape[0] > 1 else np.zeros((shape[0], 1))
-    fc = (cols - c0)[None, :] if low.shape[1] > 1 else np.zeros((1, shape[1]))
-    r1 = np.minimum(r0 + 1, low.shape[0] - 1)
-    c1 = np.minimum(c0 + 1, low.shape[1] - 1)
-    low32 = low.astype(np.float32)
-    top = low32[r0][:, c0] * (1 - fc) + low32[r0][:, c1] * fc
-    bottom = low32[r1][:, c0] * (1 - fc) + low32[r1][:, c1] * fc
-    return np.ascontiguousarray((top * (1 - fr) + bottom * fr).astype(np.float32))
+
+    def axis(n_full: int, n_low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # block centres sit at (k + 0.5) * factor - 0.5 in full-resolution pixels
+        pos = np.clip((np.arange(n_full) + 0.5) / factor - 0.5, 0, n_low - 1)
+        i0 = np.minimum(pos.astype(np.intp), max(n_low - 2, 0))
+        i1 = np.minimum(i0 + 1, n_low - 1)
+        return i0, i1, (pos - i0).astype(np.float32)
+
+    low32 = np.asarray(low, dtype=np.float32)
+    c0, c1, fc = axis(shape[1], low.shape[1])
+    cols = low32[:, c0] * (1 - fc) + low32[:, c1] * fc  # (h, W): small
+    r0, r1, fr = axis(shape[0], low.shape[0])
+    fr = fr[:, None]
+    return np.ascontiguousarray(cols[r0] * (1 - fr) + cols[r1] * fr, dtype=np.float32)
 
 
 def _factor(pixel_mm: float, target_mm: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 
 import numpy as np
@@ -232,6 +233,7 @@ def test_pair_duck_type_and_result(header_pair):
     assert prov["le_beam"] == {"anode": "Rh", "filter_material": "Rh", "filter_mm": 0.025, "kvp": 31.0}
     assert prov["thickness_mm"] == 50.0 and prov["clamped_pixels_le"] == 0
     assert set(res.timings) >= {"read_s", "register_s", "weight_s", "kernel_s", "total_s"}
+    assert json.loads(json.dumps(prov))["weight_mode"] == "physics"  # JSON-serialisable
     assert_array_equal(recombine(pair), res.rc)
 
 
