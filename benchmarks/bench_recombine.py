@@ -218,7 +218,10 @@ def main(argv=None) -> int:
     methods = build_methods(threads)
     hot = _buffers(shape, 1)
     t = interleaved(methods, hot, args.repeats, alloc=False)
-    print(f"threading layer: {numba.threading_layer()}")
+    try:
+        print(f"threading layer: {numba.threading_layer()}")
+    except ValueError:  # threads=1: only serial twins ran, no threading layer started
+        print("threading layer: none (serial kernels)")
     print_table(f"Full field {shape[0]} x {shape[1]} uint16, {threads} threads, hot buffers "
                 f"(interleaved, {args.repeats} repeats)", t, n)
 
