@@ -14,7 +14,9 @@ Three experiments, seeds never used in development (development used 1-3, 100-12
    expected "indeterminate" under moderate/marked BPE).  Every finding is analysed as a *user ROI*
    at its true calcification box, so the call is judged apart from detection.
    - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
-   - Calls: sensitivity = P(enhancement | excess >= 0.3 mg/cm^2, not masked); specificity =
+   - Calls: sensitivity = P(enhancement | site excess >= 0.3 mg/cm^2, not masked), the site excess
+     being the 90th percentile of the lesion's own iodine inside its calcification box (a 45 mm NME
+     may not enhance where its calcifications are); specificity =
      P(not enhancement | no enhancement), with the strict rate P(no_enhancement | no enhancement);
      masked (expected indeterminate) sites called indeterminate; indeterminate rate per BPE level.
    - Type: mass vs NME accuracy among enhancing masses / NMEs called enhancement.
@@ -87,13 +89,16 @@ def experiment_calls(seeds, scale, log):
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
             bpe_pred.append(LEVELS.index(res.bpe.category))
+            lesion_io = sim.truth.iodine_mg_cm2 - sim.truth.bpe_iodine_mg_cm2
             roi_iter = iter(res.rois)
             for les in sim.truth.lesions:
                 if not (les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]):
                     continue
                 r = next(roi_iter)
+                cb = les.calcification_bbox
+                site_excess = float(np.percentile(lesion_io[cb[0]:cb[2], cb[1]:cb[3]], 90))
                 sites.append({"seed": seed, "level": level, "expected": les.expected_enhancement,
-                              "excess": les.iodine_excess_mg_cm2, "type": les.type,
+                              "excess": site_excess, "peak": les.iodine_excess_mg_cm2, "type": les.type,
                               "call": r.enhancement, "call_type": r.type,
                               "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2})
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
@@ -168,18 +173,21 @@ def main(argv=None) -> int:
         pos = [s for s in sites if s["expected"] == "enhancement" and s["excess"] >= 0.3]
         neg = [s for s in sites if s["expected"] == "no_enhancement"]
         weak = [s for s in sites if s["expected"] == "enhancement" and s["excess"] < 0.3]
+        pos_peak = [s for s in sites if s["expected"] == "enhancement" and s["peak"] >= 0.3]
         sens = np.mean([s["call"] == "enhancement" for s in pos]) if pos else float("nan")
         spec = np.mean([s["call"] != "enhancement" for s in neg]) if neg else float("nan")
         spec_strict = np.mean([s["call"] == "no_enhancement" for s in neg]) if neg else float("nan")
         m_ind = np.mean([s["call"] == "indeterminate" for s in masked]) if masked else float("nan")
         m_no = np.mean([s["call"] == "no_enhancement" for s in masked]) if masked else float("nan")
-        rows.append(("ROI sensitivity (excess >= 0.3, not masked)", f"{100 * sens:.1f} % (n={len(pos)})", ">= 95 %"))
+        rows.append(("ROI sensitivity (site excess >= 0.3, not masked)", f"{100 * sens:.1f} % (n={len(pos)})", ">= 95 %"))
+        if pos_peak:
+            rows.append(("  (lesion peak >= 0.3 anywhere)", f"{100 * np.mean([s['call'] == 'enhancement' for s in pos_peak]):.1f} % (n={len(pos_peak)})", "-"))
         rows.append(("ROI specificity (not called enhancement)", f"{100 * spec:.1f} % (n={len(neg)})", ">= 95 %"))
         rows.append(("  of which called no_enhancement", f"{100 * spec_strict:.1f} %", "(rest indeterminate)"))
         rows.append(("masked sites called indeterminate", f"{100 * m_ind:.1f} % (n={len(masked)})", "all"))
         rows.append(("masked sites called no_enhancement", f"{100 * m_no:.1f} %", "0 %"))
         if weak:
-            rows.append(("weak (< 0.3) under minimal/mild: enhancement", f"{100 * np.mean([s['call'] == 'enhancement' for s in weak]):.1f} % (n={len(weak)})", "below threshold"))
+            rows.append(("enhancing lesions with site excess < 0.3: enhancement", f"{100 * np.mean([s['call'] == 'enhancement' for s in weak]):.1f} % (n={len(weak)})", "below threshold"))
         for level in LEVELS:
             lv = [s for s in sites if s["level"] == level and s["expected"] != "indeterminate"]
             if lv:

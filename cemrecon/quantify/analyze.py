@@ -354,14 +354,18 @@ def analyze(
                           exclude=calc_excl)
     # the skin rim carries the thickness roll-off artefact: not a usable background
     usable = seg.breast_mask & (seg.distance_mm >= cfg.rim_mm)
-    bpe = measure_bpe(rel, seg.fgt_mask, seg.breast_mask, pixel_mm=px, smooth_mm=cfg.bpe_smooth_mm,
+    # BPE is read where the breast has its full compressed thickness: in the roll-off the iodine
+    # map keeps a composition-dependent residual (the weight fits the full thickness; physics.md
+    # section 1, Table 2) that reads glandular tissue as iodine.  The enhancing *fraction* of the
+    # interior FGT estimates that of all FGT.
+    bpe_fgt = seg.fgt_mask & (seg.distance_mm >= seg.rolloff_mm)
+    if bpe_fgt.sum() < 0.2 * seg.fgt_mask.sum():
+        bpe_fgt = seg.fgt_mask
+    bpe = measure_bpe(rel, bpe_fgt, seg.breast_mask, pixel_mm=px, smooth_mm=cfg.bpe_smooth_mm,
                       enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
                       category_edges=cfg.bpe_category_edges, exclude=calc_excl)
-    results: list[RoiEnhancement] = []
-    for cl in calc.clusters:
-        results.append(measure_enhancement(
-            rel, cl.bbox, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px,
-            source="detected", n_calcifications=cl.n_calcifications, config=cfg.enhancement))
+    sites: list[tuple[tuple[int, int, int, int], str, int]] = [
+        (tuple(cl.bbox), "detected", cl.n_calcifications) for cl in calc.clusters]
     for roi in rois or ():
         if lat is not None and vw is not None and not roi.matches(study_uid=uid, laterality=lat,
                                                                    view=vw):
@@ -371,14 +375,21 @@ def analyze(
             logger.warning("user ROI %s lies outside the %s image; skipped", list(roi.bbox), le.shape)
             continue
         n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
+        sites.append((roi.bbox, "user", n_in))
+    results: list[RoiEnhancement] = []
+    for k, (box, source, n_in) in enumerate(sites):
+        others = [b for j, (b, _, _) in enumerate(sites) if j != k]
         results.append(measure_enhancement(
-            rel, roi.bbox, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px,
-            source="user", n_calcifications=n_in, config=cfg.enhancement))
+            rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
+            n_calcifications=n_in, exclude_boxes=others, config=cfg.enhancement))
     # BPE is background: enhancing findings are not part of it (second pass without them)
     found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
-    if found:
-        lesion_px = np.logical_or.reduce(found)
-        bpe = measure_bpe(rel, seg.fgt_mask & ~lesion_px, seg.breast_mask, pixel_mm=px,
+    lesion_px = np.logical_or.reduce(found) if found else None
+    if lesion_px is not None:
+        # their borders too (a 2 mm margin: the half-maximum region is smaller than the finding)
+        lesion_px = ndi.binary_dilation(lesion_px, iterations=max(1, int(round(2.0 / px))))
+    if lesion_px is not None and (lesion_px & bpe_fgt).sum() <= 0.25 * bpe_fgt.sum():
+        bpe = measure_bpe(rel, bpe_fgt & ~lesion_px, seg.breast_mask, pixel_mm=px,
                           smooth_mm=cfg.bpe_smooth_mm,
                           enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
                           category_edges=cfg.bpe_category_edges, exclude=calc_excl)

@@ -52,6 +52,9 @@ _FAT_BIN_MM = 1.0
 #: Percentile of attenuation taken as the all-fat ray at a given distance from the skin.
 _FAT_PERCENTILE = 2.0
 
+#: The roll-off ends where the fat reference is within 2 % of its value 10 mm further in.
+_PLATEAU_FRACTION = 0.98
+
 
 @dataclass(frozen=True)
 class BreastSegmentation:
@@ -73,6 +76,9 @@ class BreastSegmentation:
         ``"left"`` or ``"right"``: the image edge the breast is attached to.
     pixel_mm : float
         Pixel size used.
+    rolloff_mm : float
+        Estimated width of the thickness roll-off (distance from the skin line where the all-fat
+        attenuation reaches its plateau).
     """
 
     breast_mask: np.ndarray
@@ -82,6 +88,7 @@ class BreastSegmentation:
     distance_mm: np.ndarray
     chest_wall: str
     pixel_mm: float
+    rolloff_mm: float = 0.0
 
 
 def _attenuation(le: np.ndarray, dark_offset_dn: float) -> np.ndarray:
@@ -270,7 +277,15 @@ def glandular_index(
 ) -> np.ndarray:
     """Approximate glandular fraction per ray, relative to a fat reference at the same thickness.
 
-    See the module docstring.  Returns float32 with NaN outside ``breast``.
+    See the module docstring.
+
+    Returns
+    -------
+    glandular_index : ndarray of float32
+        NaN outside ``breast``.
+    plateau_mm : float
+        Distance from the skin line where the fat reference stops rising (within 2 % over 10 mm): the end
+        of the thickness roll-off.
     """
     a = _attenuation(le, dark_offset_dn)
     # normalised smoothing inside the breast (no bleeding of direct exposure into the edge)
@@ -305,16 +320,21 @@ def glandular_index(
     # reference is made non-decreasing in d (thickness only grows away from the skin)
     good = np.isfinite(ref)
     if not good.any():
-        return np.where(breast, 0.0, np.nan).astype(np.float32)
+        return np.where(breast, 0.0, np.nan).astype(np.float32), 0.0
     ref = np.interp(np.arange(n_bins), np.flatnonzero(good), ref[good])
     ref = np.maximum.accumulate(ref)
     centres = 0.5 * (edges[:-1] + edges[1:])
+    # end of the thickness roll-off: the fat reference is flat, i.e. within 2 % of its value
+    # 10 mm further in (the deep bins hold few, often glandular pixels: no global maximum)
+    ahead = ref[np.minimum(np.arange(n_bins) + int(round(10.0 / _FAT_BIN_MM)), n_bins - 1)]
+    flat = ref >= _PLATEAU_FRACTION * ahead
+    plateau_mm = float(centres[int(np.argmax(flat))]) if flat.any() else 0.0
     a_fat = np.interp(d, centres, ref)
     a_fat = np.maximum(a_fat, 1e-3)
     g = (vals - a_fat) / (kappa * a_fat)
     out = np.full(breast.shape, np.nan, dtype=np.float32)
     out[breast] = g.astype(np.float32)
-    return out
+    return out, plateau_mm
 
 
 def segment_breast(
@@ -363,9 +383,9 @@ def segment_breast(
         pect = np.zeros_like(full)
     breast = full & ~pect
     dist = _distance_mm(full, pixel_mm, side)
-    g = glandular_index(le, breast, dist, dark_offset_dn=dark_offset_dn, pixel_mm=pixel_mm)
+    g, plateau = glandular_index(le, breast, dist, dark_offset_dn=dark_offset_dn, pixel_mm=pixel_mm)
     fgt = breast & (np.nan_to_num(g, nan=-1.0) >= fgt_fraction_threshold) & (dist >= rim_mm)
     return BreastSegmentation(
         breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt, glandular_index=g,
-        distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm),
+        distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm), rolloff_mm=plateau,
     )

@@ -35,8 +35,10 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 6. **Type.** When enhancing, the enhancing region is the smoothed map above
    ``bg + (S - bg) / 2`` (``bg`` = the median of the ring windows), connected components within
    ``near_mm`` of the site (it may extend beyond the box); ``mass`` if it is one compact convex
-   component (solidity >= ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``, no
-   other component >= ``min_component_frac`` of the largest), else ``nme``.
+   component (solidity >= ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``,
+   elliptical: area >= ``mass_min_ellipse_fill`` x the area of its moment ellipse, which is 1 for
+   an ellipse and 0.83 for a triangle such as a segmental wedge; no other component >=
+   ``min_component_frac`` of the largest), else ``nme``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class EnhancementConfig:
     max_windows: int = 400
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
+    mass_min_ellipse_fill: float = 0.9
     min_component_frac: float = 0.15
 
     def __post_init__(self) -> None:
@@ -152,7 +155,12 @@ def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float)
         return "nme"
     if main.area * pixel_mm**2 < 4.0:  # < ~2 mm across: too small to judge a shape
         return "mass"
-    if main.solidity >= cfg.mass_min_solidity and main.eccentricity <= cfg.mass_max_eccentricity:
+    # "ellipse fill": area over the area of the ellipse with the same second moments; affine
+    # invariant, 1.0 for any ellipse, 0.83 for any triangle (a segmental wedge), 0.95 for a rectangle
+    ellipse_area = np.pi / 4.0 * main.axis_major_length * main.axis_minor_length
+    fill = main.area / ellipse_area if ellipse_area > 0 else 0.0
+    if (main.solidity >= cfg.mass_min_solidity and main.eccentricity <= cfg.mass_max_eccentricity
+            and fill >= cfg.mass_min_ellipse_fill):
         return "mass"
     return "nme"
 
@@ -166,6 +174,7 @@ def measure_enhancement(
     pixel_mm: float,
     source: str = "detected",
     n_calcifications: int = 0,
+    exclude_boxes=None,
     config: EnhancementConfig | None = None,
 ) -> RoiEnhancement:
     """Enhancement call for one ROI.
@@ -186,6 +195,9 @@ def measure_enhancement(
         Where the ROI came from (copied to the result).
     n_calcifications : int
         Specks inside the ROI (copied to the result).
+    exclude_boxes : list of bbox, optional
+        Other findings (e.g. the view's other ROIs); background windows within ``near_mm`` of them
+        are not used.
     config : EnhancementConfig, optional
 
     Returns
@@ -245,7 +257,14 @@ def measure_enhancement(
                   | (tc >= sc1 + gap))
     step = max(1, min(bh, bw) // 3)
     grid = ((tr - sr0) % step == 0) & ((tc - sc0) % step == 0)
-    cand = np.argwhere(no_overlap & grid & (frac >= 0.8))
+    ok = no_overlap & grid & (frac >= 0.8)
+    for ob in exclude_boxes or ():
+        # other findings (the other ROIs of the view) are not background either
+        pr = int(round(cfg.near_mm / pixel_mm))
+        o0, o1 = ob[0] - R0 - pr, ob[2] - R0 + pr
+        p0, p1 = ob[1] - C0 - pr, ob[3] - C0 + pr
+        ok &= (tr + bh <= o0) | (tr >= o1) | (tc + bw <= p0) | (tc >= p1)
+    cand = np.argwhere(ok)
     if len(cand) > cfg.max_windows:
         keep = np.linspace(0, len(cand) - 1, cfg.max_windows).astype(int)
         cand = cand[keep]
