@@ -22,7 +22,7 @@ Dtype policy
 ------------
 Raw detector data stay integer until the kernel: uint16 (and uint8) images go
 through an exact 65,536-entry log table (:func:`cemrecon.kernels.log_table`), at
-memory speed; other integer and float images through a float64 libm kernel.
+about 2 cycles per pixel; other integer and float images through a float64 libm kernel.
 The output is always float32 (error <= 5e-7 against float64 for |RC| < 16).
 
 Threads

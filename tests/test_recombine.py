@@ -257,6 +257,14 @@ def test_thread_policy_in_pools():
         assert pool.submit(resolve_threads, 1).result() == 1
 
 
+def test_thread_policy_in_process_pool_children():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP start is unsafe anyway
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(resolve_threads, None).result() == 1  # child process: serial
+
+
 def test_concurrent_calls_from_threads_agree():
     le, he = _images((3, 64, 64), seed=5)
     ref = recombine(le, he, weight=0.25, threads=1)
