@@ -81,6 +81,11 @@ WEIGHT_MODES = ("explicit", "explicit_map", "physics", "thickness", "image")
 _DEFAULT_FILTER_MM = {"Mo": 0.03, "Rh": 0.025, "Ag": 0.03, "Cu": 0.3, "Ti": 1.0, "Al": 0.7}
 _DEFAULT_FILTER_MM_W_ANODE = {"Rh": 0.05}
 
+#: Images with fewer pixels run on one thread: a parallel launch costs tens of
+#: microseconds (milliseconds when another process holds a core), more than
+#: the ~0.1 ms the serial kernel needs for 256 k pixels.
+PARALLEL_MIN_PIXELS = 262_144
+
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _LUT_DTYPES = (np.dtype(np.uint16), np.dtype(np.uint8))
 
@@ -399,6 +404,8 @@ def _compute(
     out: np.ndarray,
 ) -> str:
     """Run the right kernel into ``out`` (float32, C-contiguous); return its name."""
+    if out.size < PARALLEL_MIN_PIXELS:
+        threads = 1
     flat_out = out.reshape(-1)
     if _lut_ok(le, he):
         t_he = K.log_table(he_offset, floor_dn)

@@ -266,7 +266,10 @@ def test_thread_policy_in_process_pool_children():
 
 
 def test_concurrent_calls_from_threads_agree():
-    le, he = _images((3, 64, 64), seed=5)
+    from cemrecon.recombine import PARALLEL_MIN_PIXELS
+
+    le, he = _images((2, 384, 384), seed=5)
+    assert le.size >= PARALLEL_MIN_PIXELS  # large enough to run the parallel twin
     ref = recombine(le, he, weight=0.25, threads=1)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(recombine, le, he, weight=0.25, threads=2) for _ in range(8)]
