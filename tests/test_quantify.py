@@ -16,7 +16,11 @@ from cemrecon.quantify import (
     load_rois,
     validate_rois,
 )
-from cemrecon.quantify.calcifications import cluster_specks, detect_calcifications, Speck
+from cemrecon.quantify.calcifications import (
+    Speck,
+    cluster_specks,
+    detect_calcifications,
+)
 from cemrecon.quantify.enhancement import measure_enhancement
 
 
@@ -232,14 +236,14 @@ def test_enhancing_cluster_called_enhancement(minimal_view):
 
 def test_non_enhancing_cluster_minimal_bpe(minimal_view):
     _, sites, _ = minimal_view
-    les, roi = next(v for v in sites.values() if v[0].expected_enhancement == "no_enhancement")
+    _, roi = next(v for v in sites.values() if v[0].expected_enhancement == "no_enhancement")
     assert roi.enhancement == "no_enhancement"
     assert roi.detectability_limit_mg_cm2 <= EnhancementConfig().threshold_mg_cm2
 
 
 def test_weak_lesion_under_marked_bpe_is_indeterminate(marked_view):
     _, sites, _ = marked_view
-    les, roi = next(v for v in sites.values() if v[0].expected_enhancement == "indeterminate")
+    _, roi = next(v for v in sites.values() if v[0].expected_enhancement == "indeterminate")
     assert roi.enhancement != "no_enhancement"  # the study's point: never a false "no"
     assert roi.enhancement == "indeterminate"
     assert roi.detectability_limit_mg_cm2 > EnhancementConfig().threshold_mg_cm2

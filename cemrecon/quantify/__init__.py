@@ -13,15 +13,26 @@ bpe_category), :mod:`.calcifications` (detect_calcifications), :mod:`.enhancemen
 
 from __future__ import annotations
 
-from cemrecon.quantify.analyze import AnalyzeConfig, UserRoi, ViewAnalysis, analyze, load_rois, validate_rois
+from cemrecon.quantify.analyze import (
+    AnalyzeConfig,
+    UserRoi,
+    ViewAnalysis,
+    analyze,
+    load_rois,
+    validate_rois,
+)
 from cemrecon.quantify.bpe import BPE_CATEGORIES, BpeResult, bpe_category
-from cemrecon.quantify.enhancement import ENHANCEMENT_CALLS, EnhancementConfig, RoiEnhancement
+from cemrecon.quantify.enhancement import (
+    ENHANCEMENT_CALLS,
+    EnhancementConfig,
+    RoiEnhancement,
+)
 
 __all__ = [
-    "AnalyzeConfig",
     "BPE_CATEGORIES",
-    "BpeResult",
     "ENHANCEMENT_CALLS",
+    "AnalyzeConfig",
+    "BpeResult",
     "EnhancementConfig",
     "RoiEnhancement",
     "UserRoi",

@@ -24,7 +24,11 @@ from cemrecon.quantify.bpe import (
 )
 from cemrecon.quantify.breast import BreastSegmentation, segment_breast
 from cemrecon.quantify.calcifications import CalcificationResult, detect_calcifications
-from cemrecon.quantify.enhancement import EnhancementConfig, RoiEnhancement, measure_enhancement
+from cemrecon.quantify.enhancement import (
+    EnhancementConfig,
+    RoiEnhancement,
+    measure_enhancement,
+)
 
 __all__ = ["AnalyzeConfig", "UserRoi", "ViewAnalysis", "analyze", "load_rois", "validate_rois"]
 
@@ -219,7 +223,7 @@ class _Inputs:
 
 def _unpack(data: Any) -> _Inputs:
     """Accept a Pair, an in-memory simulation (``.le``/``.he`` arrays) or an ``(le, he)`` tuple."""
-    if hasattr(data, "load") and hasattr(data, "le") and hasattr(getattr(data, "le"), "meta"):
+    if hasattr(data, "load") and hasattr(data, "le") and hasattr(data.le, "meta"):
         le, he = data.load()
         meta = data.le.meta
         dark = getattr(meta, "dark_offset_dn", None)
@@ -387,7 +391,7 @@ def analyze(
     lesion_px = np.logical_or.reduce(found) if found else None
     if lesion_px is not None:
         # their borders too (a 2 mm margin: the half-maximum region is smaller than the finding)
-        lesion_px = ndi.binary_dilation(lesion_px, iterations=max(1, int(round(2.0 / px))))
+        lesion_px = ndi.binary_dilation(lesion_px, iterations=max(1, round(2.0 / px)))
     if lesion_px is not None and (lesion_px & bpe_fgt).sum() <= 0.25 * bpe_fgt.sum():
         bpe = measure_bpe(rel, bpe_fgt & ~lesion_px, seg.breast_mask, pixel_mm=px,
                           smooth_mm=cfg.bpe_smooth_mm,

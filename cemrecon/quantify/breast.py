@@ -28,11 +28,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
+    "KAPPA_GLANDULAR_LE",
     "BreastSegmentation",
-    "segment_breast",
     "breast_mask",
     "pectoral_mask",
-    "KAPPA_GLANDULAR_LE",
+    "segment_breast",
 ]
 
 logger = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ def glandular_index(
     centres = 0.5 * (edges[:-1] + edges[1:])
     # end of the thickness roll-off: the fat reference is flat, i.e. within 2 % of its value
     # 10 mm further in (the deep bins hold few, often glandular pixels: no global maximum)
-    ahead = ref[np.minimum(np.arange(n_bins) + int(round(10.0 / _FAT_BIN_MM)), n_bins - 1)]
+    ahead = ref[np.minimum(np.arange(n_bins) + round(10.0 / _FAT_BIN_MM), n_bins - 1)]
     flat = ref >= _PLATEAU_FRACTION * ahead
     plateau_mm = float(centres[int(np.argmax(flat))]) if flat.any() else 0.0
     a_fat = np.interp(d, centres, ref)

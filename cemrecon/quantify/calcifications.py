@@ -26,12 +26,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
-    "Speck",
-    "Cluster",
     "CalcificationResult",
-    "detect_specks",
+    "Cluster",
+    "Speck",
     "cluster_specks",
     "detect_calcifications",
+    "detect_specks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,13 +151,13 @@ def detect_specks(
     a = -np.log(np.maximum(np.asarray(le, dtype=np.float64) - dark_offset_dn, 1.0))
     s_small, s_large = sigma_px
     # fill outside the breast with the edge-ish breast level so the skin line does not respond
-    inner = ndi.binary_erosion(breast_mask, iterations=max(2, int(round(1.0 / pixel_mm))))
+    inner = ndi.binary_erosion(breast_mask, iterations=max(2, round(1.0 / pixel_mm)))
     if not inner.any():
         return [], np.zeros(breast_mask.shape, dtype=bool)
     fill = float(np.median(a[breast_mask]))
     a_f = np.where(breast_mask, a, fill)
     resp = ndi.gaussian_filter(a_f, s_small) - ndi.gaussian_filter(a_f, s_large)
-    block = max(32, int(round(6.0 / pixel_mm)))
+    block = max(32, round(6.0 / pixel_mm))
     noise = _local_noise(resp, inner, block)
     z = np.where(inner, resp / noise, 0.0)
     # hysteresis: a speck is seeded above k_sigma and grown down to k_low; a tissue edge or a

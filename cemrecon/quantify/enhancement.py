@@ -50,9 +50,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
+    "DEFAULT_THRESHOLD_MG_CM2",
     "ENHANCEMENT_CALLS",
     "ENHANCEMENT_TYPES",
-    "DEFAULT_THRESHOLD_MG_CM2",
     "EnhancementConfig",
     "RoiEnhancement",
     "measure_enhancement",
@@ -235,7 +235,7 @@ def measure_enhancement(
                        "calcification); indeterminate", list(bbox))
         return RoiEnhancement(tuple(int(v) for v in (r0, c0, r1, c1)), source, n_calcifications,
                               "indeterminate", None, nan, nan, nan)
-    gap = max(1, int(round(cfg.ring_gap_mm / pixel_mm)))
+    gap = max(1, round(cfg.ring_gap_mm / pixel_mm))
     # smoothed map (normalised convolution over usable pixels): quantum noise down, lesions kept
     sig = max(0.5, cfg.stat_smooth_mm / pixel_mm)
     num = ndi.gaussian_filter(win_i, sig)
@@ -260,7 +260,7 @@ def measure_enhancement(
     ok = no_overlap & grid & (frac >= 0.8)
     for ob in exclude_boxes or ():
         # other findings (the other ROIs of the view) are not background either
-        pr = int(round(cfg.near_mm / pixel_mm))
+        pr = round(cfg.near_mm / pixel_mm)
         o0, o1 = ob[0] - R0 - pr, ob[2] - R0 + pr
         p0, p1 = ob[1] - C0 - pr, ob[3] - C0 + pr
         ok &= (tr + bh <= o0) | (tr >= o1) | (tc + bw <= p0) | (tc >= p1)
@@ -321,7 +321,7 @@ def measure_enhancement(
         bg = float(np.median(sm[ring_pix])) if ring_pix.any() else med
         above = np.nan_to_num(sm, nan=-np.inf) >= bg + 0.5 * (s_site - bg)
         lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
-        near = ndi.binary_dilation(site, iterations=max(1, int(round(cfg.near_mm / pixel_mm))))
+        near = ndi.binary_dilation(site, iterations=max(1, round(cfg.near_mm / pixel_mm)))
         touching = np.unique(lab[near & above])
         touching = touching[touching > 0]
         region = np.isin(lab, touching)

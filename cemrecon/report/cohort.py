@@ -24,11 +24,11 @@ from typing import Any
 
 __all__ = [
     "MALIGNANT",
+    "cohort_tables",
     "counts",
     "cross_tab",
     "diagnostic_performance",
     "format_table",
-    "cohort_tables",
 ]
 
 #: Pathology values counted as malignant.

@@ -1,7 +1,7 @@
 """Per-view PNG: LE and iodine side by side, ROIs drawn with their enhancement calls.
 
-matplotlib (extra ``[report]``) is imported lazily with the non-interactive Agg backend (no
-display needed); the figure is written atomically.
+matplotlib (extra ``[report]``) is imported lazily; a bare :class:`matplotlib.figure.Figure` is
+drawn on the Agg canvas (no pyplot state, no display needed); the figure is written atomically.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ def write_view_figure(analysis: Any, path: str | os.PathLike, *, dpi: int = 100,
     max_pixels : int, optional
         Images are shown downsampled to at most this many rows (display only).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # a bare Figure renders through the Agg canvas: no pyplot, no global backend switch, no display
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
