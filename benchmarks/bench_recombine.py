@@ -190,7 +190,7 @@ def print_table(title: str, times: dict[str, list[float]], n_pixels: int) -> dic
     print(f"\n{title}")
     print(f"{'method':26s} {'median ms':>10s} {'min ms':>8s} {'Mpx/s(min)':>11s} {'x floor':>8s} "
           f"{'x floor(min)':>13s} {'NumPy32/x':>10s} {'(min)':>6s}")
-    for name, v in times.items():
+    for name in times:
         m, mn = med[name], mins[name]
         print(f"{name:26s} {m * 1e3:10.2f} {mn * 1e3:8.2f} {n_pixels / mn / 1e6:11.0f} "
               f"{(m / floor if floor else float('nan')):8.2f} {(mn / floor_min if floor_min else float('nan')):13.2f} "
@@ -244,7 +244,7 @@ def main(argv=None) -> int:
             mk = statistics.median(tt["cemrecon kernel"])
             mf = statistics.median(tt["memory floor"])
             nk, nf = min(tt["cemrecon kernel"]), min(tt["memory floor"])
-            print(f"{str(s):>18s} {mk * 1e3:10.2f} {mf * 1e3:9.2f} {mk / mf:8.2f} {nk * 1e3:10.2f} "
+            print(f"{s!s:>18s} {mk * 1e3:10.2f} {mf * 1e3:9.2f} {mk / mf:8.2f} {nk * 1e3:10.2f} "
                   f"{nf * 1e3:9.2f} {nk / nf:8.2f} {np.prod(s) / nk / 1e6:13.0f}")
     return 0
 

@@ -50,10 +50,10 @@ import numba
 __all__ = [
     "JIT_OPTIONS",
     "kernel",
+    "max_threads",
     "resolve_threads",
     "run_kernel",
     "thread_limit",
-    "max_threads",
 ]
 
 logger = logging.getLogger(__name__)

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "MAX_WEIGHT",
     "MAX_OFFSET_DN",
+    "MAX_WEIGHT",
     "check_image",
+    "check_offset",
+    "check_positive",
     "check_same_shape",
     "check_weight",
     "check_weight_map",
-    "check_offset",
-    "check_positive",
 ]
 
 #: Largest accepted tissue-cancelling weight.  Physical weights for CEM beam

@@ -38,14 +38,14 @@ from numba import prange
 from cemrecon._numba import kernel
 
 __all__ = [
+    "BLOCK_WORDS",
     "UINT16_VALUES",
     "log_table",
-    "BLOCK_WORDS",
-    "rc_lut",
-    "rc_lut_words",
-    "rc_lut_map",
     "rc_float",
     "rc_float_map",
+    "rc_lut",
+    "rc_lut_map",
+    "rc_lut_words",
 ]
 
 #: Number of distinct uint16 values: the length of a log table.

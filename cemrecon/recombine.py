@@ -622,7 +622,7 @@ def _recombine(
 
     # ---- kernel -------------------------------------------------------------------
     t0 = time.perf_counter()
-    common = dict(le_offset=le_off, he_offset=he_off, floor_dn=floor_dn, threads=threads)
+    common: dict[str, Any] = {"le_offset": le_off, "he_offset": he_off, "floor_dn": floor_dn, "threads": threads}
     if per_frame is not None and frames > 1:
         le_frames = le_px.reshape((-1,) + shape[-2:])
         he_frames = he_px.reshape((-1,) + shape[-2:])

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SHIFT_THRESHOLD_PX", "MIN_CORRELATION", "estimate_shift", "shift_image", "shift_magnitude"]
+__all__ = ["MIN_CORRELATION", "SHIFT_THRESHOLD_PX", "estimate_shift", "shift_image", "shift_magnitude"]
 
 logger = logging.getLogger(__name__)
 

@@ -36,18 +36,18 @@ from scipy import ndimage
 from cemrecon.errors import PhysicsError
 
 __all__ = [
-    "THICKNESS_ROUND_MM",
     "GLANDULARITY_DEFAULT",
     "ROLLOFF_FULL_MM",
     "ROLLOFF_NONE_MM",
-    "physics_weight",
-    "weight_curve",
-    "WeightCurve",
+    "THICKNESS_ROUND_MM",
     "ThicknessMaps",
-    "thickness_maps",
-    "image_weight",
-    "breast_mask_lowres",
+    "WeightCurve",
     "block_mean",
+    "breast_mask_lowres",
+    "image_weight",
+    "physics_weight",
+    "thickness_maps",
+    "weight_curve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def _upsample(low: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarra
 
 
 def _factor(pixel_mm: float, target_mm: float) -> int:
-    return max(1, int(round(target_mm / pixel_mm)))
+    return max(1, round(target_mm / pixel_mm))
 
 
 def breast_mask_lowres(ln_le_low: np.ndarray) -> np.ndarray:

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cemrecon.recombine import recombine_pair
 from cemrecon.physics import slab_derivatives
-from cemrecon.weights import _predicted_weight_cached, physics_weight, thickness_maps, weight_curve
+from cemrecon.recombine import recombine_pair
+from cemrecon.weights import (
+    _predicted_weight_cached,
+    physics_weight,
+    thickness_maps,
+    weight_curve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +32,8 @@ def view():
     truth = sim.truth
     dist_mm = ndimage.distance_transform_edt(truth.breast_mask) * sim.pixel_mm
     body = truth.breast_mask & ~truth.pectoral_mask
-    kw = dict(dark_offset=sim.dark_offset_dn, le_beam=sim.le_beam, he_beam=sim.he_beam,
-              thickness_mm=sim.thickness_mm, pixel_mm=sim.pixel_mm, register=False)
+    kw = {"dark_offset": sim.dark_offset_dn, "le_beam": sim.le_beam, "he_beam": sim.he_beam,
+          "thickness_mm": sim.thickness_mm, "pixel_mm": sim.pixel_mm, "register": False}
     return {
         "sim": sim,
         "interior": body & (dist_mm > 30.0),
