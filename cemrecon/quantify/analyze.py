@@ -380,12 +380,19 @@ def analyze(
             continue
         n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
         sites.append((roi.bbox, "user", n_in))
+    masking_level = None
+    if bpe.category in cfg.enhancement.masking_bpe and bpe.enhancing_mask.any():
+        from cemrecon.quantify.bpe import _masked_smooth
+
+        sm_bpe = _masked_smooth(rel, usable, max(0.5, cfg.enhancement.stat_smooth_mm / px))
+        masking_level = float(np.nanpercentile(sm_bpe[bpe.enhancing_mask], 90))
     results: list[RoiEnhancement] = []
     for k, (box, source, n_in) in enumerate(sites):
         others = [b for j, (b, _, _) in enumerate(sites) if j != k]
         results.append(measure_enhancement(
             rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
-            n_calcifications=n_in, exclude_boxes=others, config=cfg.enhancement))
+            n_calcifications=n_in, exclude_boxes=others, bpe_category=bpe.category,
+            masking_level_mg_cm2=masking_level, config=cfg.enhancement))
     # BPE is background: enhancing findings are not part of it (second pass without them)
     found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
     lesion_px = np.logical_or.reduce(found) if found else None

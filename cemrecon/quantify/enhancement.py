@@ -31,6 +31,14 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    * ``indeterminate`` otherwise (``L > T``: the background, e.g. moderate or marked BPE, is too
      variable to tell; such a site is never called ``no_enhancement``).
 
+   BPE is a covariate of the call (seed study): in a view with moderate or marked BPE
+   (``masking_bpe``), ``no_enhancement`` needs ``L <= T / 2`` (``masking_limit_fraction``): a
+   background that would only just reveal threshold-level enhancement is not trusted there.
+   Optionally (``masking_check=True``, off by default) ``enhancement`` also needs the site to
+   outshine the view's BPE, ``S >= P90(enhancing FGT) + masking_margin * T``; on the phantom this
+   turns most weak lesions on BPE patches from enhancement into indeterminate, but also half of the
+   real enhancements under moderate/marked BPE (see benchmarks/validate_quantify.py).
+
    ``cnr = excess / sigma_bg``.  Too few background windows inside the breast -> indeterminate.
 6. **Type.** When enhancing, the enhancing region is the smoothed map above
    ``bg + (S - bg) / 2`` (``bg`` = the median of the ring windows), connected components within
@@ -82,6 +90,10 @@ class EnhancementConfig:
     min_windows: int = 8
     near_mm: float = 5.0
     max_own_fraction: float = 0.4
+    masking_bpe: tuple[str, ...] = ("moderate", "marked")
+    masking_limit_fraction: float = 0.5
+    masking_check: bool = False
+    masking_margin: float = 0.0
     masking_percentile: float = 90.0
     max_windows: int = 400
     mass_min_solidity: float = 0.85
@@ -175,6 +187,8 @@ def measure_enhancement(
     source: str = "detected",
     n_calcifications: int = 0,
     exclude_boxes=None,
+    bpe_category: str | None = None,
+    masking_level_mg_cm2: float | None = None,
     config: EnhancementConfig | None = None,
 ) -> RoiEnhancement:
     """Enhancement call for one ROI.
@@ -198,6 +212,13 @@ def measure_enhancement(
     exclude_boxes : list of bbox, optional
         Other findings (e.g. the view's other ROIs); background windows within ``near_mm`` of them
         are not used.
+    bpe_category : str, optional
+        The view's BPE category; under ``masking_bpe`` (moderate, marked) ``no_enhancement`` needs
+        a limit of at most ``masking_limit_fraction`` x the threshold.
+    masking_level_mg_cm2 : float, optional
+        Brightness of the view's BPE (90th percentile of enhancing FGT, same scale as the map);
+        when given, ``enhancement`` also needs the site statistic to exceed it by
+        ``masking_margin`` x the threshold.
     config : EnhancementConfig, optional
 
     Returns
@@ -301,9 +322,12 @@ def measure_enhancement(
     # masking: a site is only told from BPE if it outshines the brighter background windows too
     limit = max(cfg.z_detect * sigma_bg, float(q_hi) - med)
     thr = cfg.threshold_mg_cm2
-    if excess >= thr and excess >= limit:
+    outshines_bpe = (not cfg.masking_check or masking_level_mg_cm2 is None
+                     or s_site >= masking_level_mg_cm2 + cfg.masking_margin * thr)
+    if excess >= thr and excess >= limit and outshines_bpe:
         call = "enhancement"
-    elif excess < thr and limit <= thr:
+    elif excess < thr and limit <= thr * (cfg.masking_limit_fraction
+                                          if bpe_category in cfg.masking_bpe else 1.0):
         call = "no_enhancement"
     else:
         call = "indeterminate"
