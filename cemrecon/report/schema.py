@@ -20,9 +20,9 @@
             "n_calcifications": 7,                 # specks detected inside the ROI
             "enhancement": "no_enhancement",       # "enhancement" | "no_enhancement" | "indeterminate"
             "type": null,                          # "mass" | "nme" when enhancing, else null
-            "iodine_excess_mg_cm2": 0.04,          # site mean minus background-ring median
-            "detectability_limit_mg_cm2": 0.12,    # 3 x the spread of ROI-sized background means
-            "cnr": 1.0                             # excess / that spread
+            "iodine_excess_mg_cm2": 0.04,          # site statistic minus its background median
+            "detectability_limit_mg_cm2": 0.12,    # what the background could hide (see below)
+            "cnr": 1.0                             # excess / background spread
           }
         ]
       }
@@ -38,11 +38,18 @@ Meaning of the fields
 * **ROIs.** Detected ROIs are BI-RADS grouped calcifications (>= 5 within 1 cm) found on LE, boxed
   with a 2 mm margin; user ROIs come from ``--rois FILE``: a JSON list of ``{"laterality": "R",
   "view": "CC", "bbox": [row0, col0, row1, col1], "study_uid": "..." (optional)}``.
-* **Calls.** Calcification pixels (dilated 2 px) are excluded.  ``enhancement`` when the excess is
-  at least the clinical threshold (0.3 mg/cm^2) *and* the detectability limit; ``no_enhancement``
-  when it is below the threshold *and* the limit is at most the threshold (a threshold-level
-  enhancement would have been seen); otherwise ``indeterminate`` (background, typically moderate or
-  marked BPE, too variable: never reported as no enhancement).  Lack of enhancement is not proof of
+* **Excess and limit.** Calcification pixels (dilated 2 px) are excluded.  The site statistic is
+  the 90th percentile of the 1 mm-smoothed iodine in the ROI; the same statistic over ROI-sized
+  windows around it (up to 30 mm away, other ROIs and the site's own enhancing region left out)
+  is its background.  ``iodine_excess_mg_cm2`` = site minus the background median;
+  ``detectability_limit_mg_cm2`` = max(3 x the background's robust spread (IQR / 1.349), its 90th
+  percentile minus its median); ``cnr`` = excess / spread.
+* **Calls.** ``enhancement`` when the excess is at least the clinical threshold (0.3 mg/cm^2) *and*
+  the limit; ``no_enhancement`` when it is below the threshold *and* the limit is at most the
+  threshold (half of it when the view's BPE is moderate or marked): a threshold-level enhancement
+  would have been seen; otherwise ``indeterminate`` (background, typically moderate or marked BPE,
+  too variable: never reported as no enhancement).  ``type`` (when enhancing): ``mass`` for one
+  compact, convex, elliptical region, else ``nme``.  Lack of enhancement is not proof of
   benignity: read it with the LE morphology.
 * Numbers that could not be measured (no usable background) are ``null``.
 
