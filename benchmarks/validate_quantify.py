@@ -68,13 +68,14 @@ def _analyze_sim(sim, rois=None, **kw):
     return analyze(sim, rois=rois, iodine_options=opts, **kw)
 
 
-def experiment_calls(seeds, scale, log):
+def experiment_calls(seeds, scale, log, masking_check=False):
     from cemrecon.phantom.exam import simulate_view
-    from cemrecon.quantify import AnalyzeConfig, UserRoi
+    from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
 
     bpe_truth, bpe_pred = [], []
     sites = []  # dicts: level, expected, excess, type, call, call_type
-    cfg = AnalyzeConfig(detect_calcifications=False)
+    cfg = AnalyzeConfig(detect_calcifications=False,
+                        enhancement=EnhancementConfig(masking_check=masking_check))
     for seed in seeds:
         rng = np.random.default_rng(seed)
         enh_type = "mass" if rng.uniform() < 0.5 else "nme"
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calc-seeds", default="6000-6005")
     ap.add_argument("--calc-scale", type=float, default=1.0)
     ap.add_argument("--skip-calls", action="store_true")
+    ap.add_argument("--masking-check", action="store_true",
+                    help="EnhancementConfig(masking_check=True): enhancement must outshine the BPE")
     ap.add_argument("--skip-clusters", action="store_true")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -164,7 +167,7 @@ def main(argv=None) -> int:
 
     rows = []
     if not args.skip_calls:
-        bt, bp, sites = experiment_calls(_range(args.seeds), args.scale, log)
+        bt, bp, sites = experiment_calls(_range(args.seeds), args.scale, log, args.masking_check)
         acc = float(np.mean(np.array(bt) == np.array(bp)))
         kappa = quadratic_kappa(bt, bp)
         rows.append(("BPE 4-class accuracy", f"{100 * acc:.1f} % (n={len(bt)})", ">= 85 %"))
