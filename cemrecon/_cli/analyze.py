@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
         key = getattr(pair, "key", "?")
         try:
             res = analyze(pair, rois=rois, calibration=calibration, config=cfg)
-        except (CemreconError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad view never stops the batch
             failed += 1
-            logger.error("%s: analysis failed: %s", key, exc)
+            logger.error("%s: analysis failed: %s: %s", key, type(exc).__name__, exc)
             continue
         entries.append(res.to_dict())
         if args.figures:
