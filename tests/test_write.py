@@ -122,6 +122,14 @@ def test_mapping_reports_clipping_and_nonfinite():
     assert nonfinite == pytest.approx(1 / 4)
 
 
+def test_mapping_nonfinite_not_counted_as_clipped_with_out_of_range_offset():
+    # RC offsets are often above 2**16 (RC itself is ~ +6..+10 ln on raw DN): NaN must not count as clipped
+    mapping = PixelMapping(offset_dn=70000.0, scale_dn_per_unit=-10000.0, bits_stored=16)
+    stored, clip, nonfinite = mapping.encode(np.array([7.0, np.nan, 0.0]))
+    assert stored.tolist() == [0, 0, 65535]
+    assert clip == pytest.approx(1 / 2) and nonfinite == pytest.approx(1 / 3)
+
+
 def test_mapping_shrinks_scale_when_span_does_not_fit():
     values = np.linspace(-5.0, 5.0, 1000)  # 10 ln units > 6.55 ln at 10 000 DN/ln in 16 bits
     mapping = rc_mapping(values)

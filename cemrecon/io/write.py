@@ -223,17 +223,27 @@ class PixelMapping:
             Fraction of NaN/inf pixels (stored as 0).
         """
         values = np.asarray(values)
-        finite = np.isfinite(values)
-        scaled = self.offset_dn + self.scale_dn_per_unit * np.where(finite, values, 0.0).astype(np.float64)
-        rounded = np.rint(scaled)
-        n = max(values.size, 1)
-        n_finite = int(finite.sum())
-        clipped = finite & ((rounded < 0) | (rounded > self.max_stored))
-        clip_fraction = float(clipped.sum()) / max(n_finite, 1)
-        nonfinite_fraction = float(n - n_finite) / n if values.size else 0.0
-        stored = np.clip(rounded, 0, self.max_stored)
-        stored[~finite] = 0
-        return stored.astype(np.uint16), clip_fraction, nonfinite_fraction
+        n = values.size
+        # one float64 work array, updated in place (full-field images: ~7e6 pixels)
+        work = values.astype(np.float64, copy=True)
+        finite = np.isfinite(work)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite < n:
+            work[~finite] = 0.0
+        work *= self.scale_dn_per_unit
+        work += self.offset_dn
+        np.rint(work, out=work)
+        n_clipped = int(np.count_nonzero(work < 0)) + int(np.count_nonzero(work > self.max_stored))
+        if n_finite < n:  # non-finite pixels sit at offset_dn, counted above only if that is out of range
+            outside = (self.offset_dn < -0.5) or (self.offset_dn >= self.max_stored + 0.5)
+            n_clipped -= (n - n_finite) if outside else 0
+        np.clip(work, 0, self.max_stored, out=work)
+        stored = work.astype(np.uint16)
+        if n_finite < n:
+            stored[~finite] = 0
+        clip_fraction = n_clipped / max(n_finite, 1)
+        nonfinite_fraction = (n - n_finite) / n if n else 0.0
+        return stored, float(clip_fraction), float(nonfinite_fraction)
 
     def decode(self, stored: np.ndarray) -> np.ndarray:
         """Stored integers back to the float quantity (float64)."""
