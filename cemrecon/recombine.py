@@ -408,9 +408,10 @@ def _compute(
         threads = 1
     flat_out = out.reshape(-1)
     if _lut_ok(le, he):
-        t_he = K.log_table(he_offset, floor_dn)
-        t_le = K.log_table(le_offset, floor_dn)
         if wmap is None:
+            # float32 tables, weight folded into the LE table (see cemrecon.kernels)
+            t_he = K.weighted_log_table(float(he_offset), float(floor_dn), 1.0)
+            t_lew = K.weighted_log_table(float(le_offset), float(floor_dn), float(weight))
             he1, le1 = _as_index(he), _as_index(le)
             n = he1.size
             n4 = n - n % 4
@@ -420,12 +421,14 @@ def _compute(
             )
             if words:
                 run_kernel(K.rc_lut_words, he1[:n4].view(np.uint64), le1[:n4].view(np.uint64),
-                           t_he, t_le, weight, flat_out[:n4], threads=threads)
+                           t_he, t_lew, flat_out[:n4], threads=threads)
                 if n4 < n:
-                    K.rc_lut.serial(he1[n4:], le1[n4:], t_he, t_le, weight, flat_out[n4:])
+                    K.rc_lut.serial(he1[n4:], le1[n4:], t_he, t_lew, flat_out[n4:])
                 return "rc_lut_words"
-            run_kernel(K.rc_lut, he1, le1, t_he, t_le, weight, flat_out, threads=threads)
+            run_kernel(K.rc_lut, he1, le1, t_he, t_lew, flat_out, threads=threads)
             return "rc_lut"
+        t_he = K.log_table(he_offset, floor_dn)
+        t_le = K.log_table(le_offset, floor_dn)
         cols = le.shape[-1]
         run_kernel(K.rc_lut_map, np.ascontiguousarray(he).reshape(-1, cols),
                    np.ascontiguousarray(le).reshape(-1, cols), t_he, t_le, wmap, offmap,
