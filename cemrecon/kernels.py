@@ -166,11 +166,9 @@ def rc_float(he, le, he_offset, le_offset, floor, weight, out):
     for i in prange(rows):
         for j in range(cols):
             h = he[i, j] - he_offset
-            if h < floor:
-                h = floor
+            h = max(h, floor)
             v = le[i, j] - le_offset
-            if v < floor:
-                v = floor
+            v = max(v, floor)
             out[i, j] = math.log(h) - weight * math.log(v)
     return out
 
@@ -184,10 +182,8 @@ def rc_float_map(he, le, he_offset, le_offset, floor, wmap, offmap, out):
         k = i % mrows
         for j in range(cols):
             h = he[i, j] - he_offset
-            if h < floor:
-                h = floor
+            h = max(h, floor)
             v = le[i, j] - le_offset
-            if v < floor:
-                v = floor
+            v = max(v, floor)
             out[i, j] = math.log(h) - wmap[k, j] * math.log(v) + offmap[k, j]
     return out
