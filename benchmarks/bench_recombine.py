@@ -41,6 +41,12 @@ is what ``recombine()`` does.  Kernel and floor are run in all three.
 Load: ``os.getloadavg()`` is printed before and after each table; on a shared
 machine read the minima (uncontended) and the medians together.
 
+Results on the reference machine (2 vCPU Zen 3, load ~3 from other jobs; details
+and cycle counts in the ``cemrecon.kernels`` docstring): kernel 2.2-2.5x the floor
+with 1 thread (8-9x NumPy float32); with 2 threads minima 1.2-2.2x, medians
+1.1-1.2x (contention slows the floor too), 7-17x NumPy float32.  Issue 4's
+<= 1.2x-floor target is not met when uncontended (~2x expected).
+
 Test data: a synthetic breast-like pair (smooth texture + noise, LE 400-14000 DN,
 HE 2000-9000 DN, dark offset 50 DN); the kernel's speed depends on the spread of
 values only through table locality.

@@ -11,20 +11,46 @@ Why a lookup table
 ------------------
 Raw detector data are uint16, so ``ln(v - offset)`` takes at most 65,536
 values.  :func:`log_table` evaluates them once per dark offset in float64
-(512 KiB, cached); the recombination is then two gathers, a multiply-add and a
-float32 store per pixel, ``RC = T_he[he] - w * T_le[le]``, exact to float32
-rounding (error <= half an ulp of the result, < 5e-7 for |RC| < 16).  Real
-images touch a few thousand neighbouring values, so the hot part of the tables
-sits in L1/L2.
+(cached); :func:`weighted_log_table` rounds ``w * ln`` once to float32 (256 KiB,
+cached per offset and weight).  The scalar-weight recombination is then two
+table loads, one float32 subtraction and a store per pixel,
+``RC = T_he[he] - T_lew[le]`` with ``T_he = f32(ln)``, ``T_lew = f32(w ln)``.
+Error: three roundings of at most half an ulp each (two entries, the result),
+<= 1.43e-6 for |entries|, |RC| < 16 (any w <= 1); measured 1.06e-6 at most over
+all 65,536 values at w = 0.245 (issue limit 2e-6).  The same kernels accept
+float64 tables (one rounding, <= 4.8e-7, the previous default) at ~15 % more
+cycles.  Real images touch a few thousand neighbouring values, so the hot part
+of the tables sits in L1/L2.
 
-Measured on the reference machine (benchmarks/bench_recombine.py, full field):
-about 2 cycles per pixel per thread, i.e. 2-2.5x the memory-traffic floor
-(the floor streams 8 bytes/pixel at ~1 cycle/pixel) and 7-8x faster than NumPy
-float32 (whose ``np.log`` is itself SIMD-vectorised), 11-25x faster than two
-libm ``log`` calls per pixel.  The scalar gathers, not memory, bound it: LLVM
-emits no vector gathers for this loop, and a vectorisable float32 polynomial
-log (tried: bit-manipulated exponent + degree-8 mantissa polynomial, float64
-recombination) was 1.4-2x slower than the table here.
+Speed, measured 2026-12-01 with ``benchmarks/bench_recombine.py`` on the
+reference machine (AMD EPYC Zen 3, 2 vCPUs, AVX2; load average ~3 on the 2 CPUs
+from other jobs throughout, so 2-thread timings are noisy; cycles at the nominal
+2.45 GHz):
+
+* 1 Mpx, cache resident, 1 thread: 1.4 cycles/pixel (floor 0.4).  The loop is
+  issue-bound: ~8 instructions/pixel (word load, index shifts, two scalar table
+  loads, subtract, store) at ~5.8 per cycle.  The previous form took 1.95:
+  numba's negative-index wraparound code in the loop (removed by slicing each
+  block and looping ``range(m)``) and float64 tables with a ``cvtsd2ss``.
+* Full field 2850 x 2394, 1 thread: 5.2-5.3 ms (minimum), 2.2-2.5x the
+  memory-traffic floor, 8-9x faster than NumPy float32.
+* Full field, 2 threads: minima 1.2-2.2x the floor, medians 1.1-1.2x (the floor
+  too waits for a thread descheduled by the other jobs, which compresses the
+  ratio); 7-10x faster than NumPy float32 by medians, 8-17x by minima.  From
+  the 1-thread cycle counts, an uncontended 2-thread run would be ~1.8-2x the
+  floor and ~16x NumPy float32.  Issue 4's ``<= 1.2x floor`` is not met: the
+  compute (1.4 cycles/pixel/thread) exceeds what the floor needs to stream
+  8 bytes/pixel (~0.7-1 cycle/pixel/thread with 2 threads).
+
+Tried and lost (``bench_recombine.py --variants`` re-measures them): a
+vectorised float32 log (exponent and mantissa by bit casts, degree-7 minimax
+polynomial on [sqrt(1/2), sqrt(2)), exact split of ``k ln 2``; LLVM emits 8-wide
+AVX2 FMA code, ~83 instructions per 8 pixels, error 8.6e-7) runs at 2.2-2.3
+cycles/pixel: two logs x 7 FMAs already cost ~0.9 cycle/pixel on Zen 3's two
+FMA pipes, before conversions and exponent handling.  The blocked variant with
+bit casts through NumPy ``.view`` buffers took 3.0; degree 8 took 2.4.  LLVM
+emits no AVX2 gathers for the table loop on this CPU (and Zen 3's ``vgatherdps``
+would cost ~0.5 cycle/pixel per table anyway).
 """
 
 from __future__ import annotations
