@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import uuid
 from collections.abc import Iterable
 from copy import deepcopy
@@ -46,8 +45,7 @@ from pydicom import Dataset, Sequence
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
-from cemrecon import __version__
-from cemrecon.errors import OutputError
+from cemrecon import __version__, _fileio
 
 __all__ = [
     "DM_FOR_PRESENTATION_SOP_CLASS",
@@ -772,66 +770,30 @@ class WrittenImage:
         }
 
 
-def _open_temp(path: Path) -> tuple[int, Path]:
-    """Create ``.<name>.<random>.tmp`` next to ``path``, exclusively, honouring the umask.
-
-    (:func:`tempfile.mkstemp` would create it with mode 0600, and the final file
-    would keep that mode: unreadable for the PACS or the colleague it is for.)
-    """
-    for _ in range(16):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file next to {path}")
-
-
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + :func:`os.replace`).
+    """Write ``data`` to ``path`` atomically (:func:`cemrecon._fileio.atomic_write`).
 
     Raises
     ------
     OutputError
         The folder is not writable (names the path); nothing partial is left behind.
     """
-    return _atomic(path, lambda fh: fh.write(data))
+    return _fileio.write_bytes_atomic(data, path)
 
 
 def write_dataset_atomic(ds: Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to ``path`` atomically (temp file in the same folder + :func:`os.replace`).
+    """Write ``ds`` to ``path`` atomically: temp file ``.<name>.<random>.tmp`` in the same
+    folder, fsync, then :func:`os.replace` (:func:`cemrecon._fileio.atomic_write`).
 
-    The temporary file is ``.<name>.<random>.tmp`` in the destination folder; it
-    is removed on any failure.  The final file gets the usual permissions (0666
-    minus the umask).
+    The final file gets the usual permissions (0666 minus the umask).
 
     Raises
     ------
     OutputError
-        The folder is not writable or the dataset could not be encoded (names the path).
+        The folder is not writable or the dataset could not be encoded (names the path);
+        nothing partial is left behind.
     """
-    return _atomic(path, lambda fh: ds.save_as(fh, enforce_file_format=True))
-
-
-def _atomic(path: str | os.PathLike[str], write: Any) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _open_temp(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, ValueError, TypeError, AttributeError)):
-            raise OutputError(f"cannot write {path}: {exc}") from exc
-        raise
-    return path
+    return _fileio.write_dataset_atomic(ds, path, what="derived DICOM image")
 
 
 def _written(path: Path, ds: Dataset) -> WrittenImage:

@@ -67,7 +67,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.json"
 #: Default cap on worker processes (each holds a full LE + HE + RC in memory, ~100 MB).
 MAX_DEFAULT_WORKERS = 4
-_TMP_PATTERN = re.compile(r"^\..+\.tmp$")
 _SAFE = re.compile(r"[^0-9A-Za-z._-]+")
 _HASH_CHUNK = 1 << 20
 _WEIGHT_WORDS = ("physics", "thickness", "image")
@@ -425,13 +424,14 @@ def _describe_executor(executor: Executor) -> str:
 
 
 def _clean_stale_temp_files(out_dir: Path) -> int:
-    """Remove ``.<name>.<random>.tmp`` files left by an interrupted run."""
+    """Remove ``.<name>.<random>.tmp`` files left in ``out_dir`` by an interrupted run."""
+    from cemrecon._fileio import stale_temp_files
+
     removed = 0
-    for folder in [out_dir, *(p for p in out_dir.iterdir() if p.is_dir())]:
-        for entry in folder.iterdir():
-            if entry.is_file() and _TMP_PATTERN.match(entry.name):
-                entry.unlink(missing_ok=True)
-                removed += 1
+    for entry in list(stale_temp_files(out_dir)):
+        if entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed += 1
     if removed:
         logger.info("removed %d stale temporary file(s) from an interrupted run in %s", removed, out_dir)
     return removed

@@ -158,9 +158,9 @@ class BatchSummary:
 
 def write_summary(summary: BatchSummary, path: str | os.PathLike[str]) -> Path:
     """Write ``summary.json`` atomically (temp file in the same folder + :func:`os.replace`)."""
-    from cemrecon.io.write import write_bytes_atomic
+    from cemrecon._fileio import write_json_atomic
 
-    path = write_bytes_atomic((summary.to_json() + "\n").encode("utf-8"), path)
+    path = write_json_atomic(summary.as_dict(), path, what="batch summary")
     summary.path = path
     return path
 
