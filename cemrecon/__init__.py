@@ -5,7 +5,7 @@ The public API is small and lazily imported, so ``import cemrecon`` stays cheap
 
     from cemrecon import recombine, read_exams, iodine_map
 
-Data flows one way: files -> :mod:`cemrecon.io` -> :mod:`cemrecon.recombine`
+Data flows one way: files -> :mod:`cemrecon.io` -> :mod:`cemrecon.recombination`
 -> :mod:`cemrecon.quantify` -> :mod:`cemrecon.report` / :mod:`cemrecon.io.write`.
 """
 
@@ -18,9 +18,9 @@ __version__ = "0.1.0.dev0"
 
 # public name -> module that defines it
 _LAZY = {
-    "recombine": "cemrecon.recombine",
-    "recombine_pair": "cemrecon.recombine",
-    "RecombineResult": "cemrecon.recombine",
+    "recombine": "cemrecon.recombination",
+    "recombine_pair": "cemrecon.recombination",
+    "RecombineResult": "cemrecon.recombination",
     "read_exams": "cemrecon.io.read",
     "iodine_map": "cemrecon.iodine",
     "Calibration": "cemrecon.calibrate",

@@ -1,6 +1,6 @@
 """Numba kernels for recombination.  Private: no DICOM, no validation, no allocation.
 
-The public wrapper (:mod:`cemrecon.recombine`) validates, casts, allocates the
+The public wrapper (:mod:`cemrecon.recombination`) validates, casts, allocates the
 float32 output and picks the kernel; every kernel here has a plain NumPy oracle
 in ``tests/reference.py``.  The scalar-weight uint16 kernels take flattened
 1-D C-contiguous images and loop ``prange`` over blocks of pixels; the kernels

@@ -75,7 +75,7 @@ def _outputs(out: Path) -> list[Path]:
 def test_every_pair_written_and_read_back(first_run, phantom_root, n_pairs):
     from cemrecon.io.read import read_exams
     from cemrecon.io.write import decode_pixels, read_mapping
-    from cemrecon.recombine import recombine_pair
+    from cemrecon.recombination import recombine_pair
 
     out, summary = first_run
     assert n_pairs == 8

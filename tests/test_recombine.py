@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from cemrecon import recombine, recombine_pair
 from cemrecon._numba import max_threads, resolve_threads
 from cemrecon.errors import UnsupportedDicomError
-from cemrecon.recombine import SIGNAL_FLOOR_DN, RecombineResult
+from cemrecon.recombination import SIGNAL_FLOOR_DN, RecombineResult
 from tests.reference import recombine_reference
 
 # float32 rounding of RC (|RC| < 16): half an ulp is 4.8e-7; see test_kernels.py
@@ -266,7 +266,7 @@ def test_thread_policy_in_process_pool_children():
 
 
 def test_concurrent_calls_from_threads_agree():
-    from cemrecon.recombine import PARALLEL_MIN_PIXELS
+    from cemrecon.recombination import PARALLEL_MIN_PIXELS
 
     le, he = _images((2, 384, 384), seed=5)
     assert le.size >= PARALLEL_MIN_PIXELS  # large enough to run the parallel twin

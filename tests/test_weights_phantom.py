@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 
 from cemrecon.physics import slab_derivatives
-from cemrecon.recombine import recombine_pair
+from cemrecon.recombination import recombine_pair
 from cemrecon.weights import (
     _predicted_weight_cached,
     physics_weight,

@@ -599,7 +599,7 @@ def build_rc_dataset(
     ----------
     rc : ndarray, float, shape (rows, columns)
         ``RC = ln HE - w ln LE`` in ln units (as returned by
-        :func:`cemrecon.recombine.recombine`).
+        :func:`cemrecon.recombination.recombine`).
     le_header, he_header : pydicom.Dataset (or SourceImage)
         Headers of the low- and high-energy sources (pixel data not needed).
     weight : float

@@ -40,7 +40,6 @@ import math
 import os
 import sys
 import time
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -696,19 +695,3 @@ def _count_clamped(img: np.ndarray, offset: float, floor_dn: float) -> int:
             return 0
         return int(np.count_nonzero(img < img.dtype.type(threshold)))
     return int(np.count_nonzero(img < limit))
-
-
-class _CallableModule(types.ModuleType):
-    """Module type that forwards calls to :func:`recombine`.
-
-    ``import cemrecon.recombine`` binds the *module* to the package attribute
-    ``cemrecon.recombine``, shadowing the lazily exported function of the same
-    name; ``from cemrecon import recombine`` then yields this module.  Making the
-    module callable keeps ``recombine(le, he, ...)`` working in either order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        return recombine(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
