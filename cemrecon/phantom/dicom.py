@@ -33,8 +33,6 @@ Choices (and why)
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +42,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cemrecon import __version__
-from cemrecon.errors import OutputError
+from cemrecon._fileio import write_dataset_atomic
 
 __all__ = [
     "DM_FOR_PROCESSING",
@@ -336,18 +334,4 @@ def write_dataset(ds: Dataset, path: str | Path) -> Path:
     OutputError
         If the file cannot be written; no partial file is left behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"cannot write DICOM file {path}: {exc}") from exc
-    return path
+    return write_dataset_atomic(ds, path, what="DICOM file")

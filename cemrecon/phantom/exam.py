@@ -18,14 +18,13 @@ import datetime as _dt
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cemrecon._fileio import atomic_write
 from cemrecon.phantom import anatomy as _anat
 from cemrecon.phantom import lesions as _les
 from cemrecon.phantom import render as _render
@@ -443,19 +442,7 @@ def _shift(arr, motion_mm, pixel_mm):
 
 # ----------------------------------------------------------------------------- exams
 def _atomic_bytes(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, writer, what="phantom file")
 
 
 def _write_npz(path: Path, arrays: dict) -> None:

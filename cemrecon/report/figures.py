@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cemrecon.errors import OutputError
+from cemrecon._fileio import atomic_write
 
 __all__ = ["view_figure_name", "write_view_figure"]
 
@@ -86,16 +85,4 @@ def write_view_figure(analysis: Any, path: str | os.PathLike, *, dpi: int = 100,
     fig.suptitle(f"{analysis.laterality or '?'} {analysis.view or '?'}  -  BPE {b.category} "
                  f"({100 * b.enhancing_fraction:.0f} % of FGT enhancing, mean "
                  f"{b.mean_fgt_iodine_mg_cm2:.2f} mg/cm$^2$)  -  {len(analysis.rois)} ROI(s)")
-    p = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=p.parent)
-        os.close(fd)
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, p)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
-        raise OutputError(f"{p}: cannot write the figure ({exc.strerror or exc})") from exc
-    return p
+    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format="png"), what="figure")

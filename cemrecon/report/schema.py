@@ -60,13 +60,11 @@ Each view also gets a PNG ``<study_uid>_<laterality>_<view>_<acquisition_index>.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from cemrecon.errors import OutputError
+from cemrecon._fileio import write_json_atomic
 
 __all__ = ["SCHEMA_VERSION", "validate_analysis", "write_analysis"]
 
@@ -135,20 +133,4 @@ def write_analysis(entries: list[dict], path: str | os.PathLike) -> Path:
         The file could not be written (nothing partial is left behind).
     """
     validate_analysis(entries)
-    p = Path(path)
-    text = json.dumps(entries, indent=2, allow_nan=False)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".analysis-", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise OutputError(f"{p}: cannot write into {p.parent} ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, p)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"{p}: write failed ({exc.strerror or exc})") from exc
-    return p
+    return write_json_atomic(entries, path, what="analysis")
