@@ -21,9 +21,11 @@ no NaN, no inf.  :func:`recombine_pair` reports how many pixels were clamped.
 Dtype policy
 ------------
 Raw detector data stay integer until the kernel: uint16 (and uint8) images go
-through an exact 65,536-entry log table (:func:`cemrecon.kernels.log_table`), at
-about 2 cycles per pixel; other integer and float images through a float64 libm kernel.
-The output is always float32 (error <= 5e-7 against float64 for |RC| < 16).
+through 65,536-entry float32 log tables with the weight folded into the LE table
+(:func:`cemrecon.kernels.weighted_log_table`), at about 1.4 cycles per pixel; other
+integer and float images through a float64 libm kernel. The output is always float32
+(error <= 1.5e-6 against float64 for |RC| < 16 by analysis; 1.06e-6 measured over
+every uint16 value).
 
 Threads
 -------
