@@ -238,8 +238,8 @@ class _Recombined:
 
 
 def _recombine(pair: Any, weight: Any, register: bool | str = "auto") -> _Recombined:
-    """Decode + recombine one pair with :func:`cemrecon.recombine.recombine_pair`."""
-    from cemrecon.recombine import recombine_pair
+    """Decode + recombine one pair with :func:`cemrecon.recombination.recombine_pair`."""
+    from cemrecon.recombination import recombine_pair
 
     kwargs: dict[str, Any] = {"register": register}
     if weight not in (None, "physics"):
@@ -594,7 +594,7 @@ def run_batch(
         Processes of the default pool (default :func:`default_workers`); ``1`` runs
         everything in this process.  Ignored when ``executor`` is given.
     weight : float or {"physics", "thickness", "image"}, optional
-        Recombination weight, passed to :func:`cemrecon.recombine.recombine_pair`
+        Recombination weight, passed to :func:`cemrecon.recombination.recombine_pair`
         (``None``: its default, ``"physics"``).
     register : {"auto", True, False}
         LE/HE registration before recombination (``recombine_pair(register=)``):
