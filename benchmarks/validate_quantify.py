@@ -19,6 +19,7 @@ Three experiments, seeds never used in development (development used 1-3, 100-12
      may not enhance where its calcifications are); specificity =
      P(not enhancement | no enhancement), with the strict rate P(no_enhancement | no enhancement);
      masked (expected indeterminate) sites called indeterminate; indeterminate rate per BPE level.
+     ``--no-masking-check`` turns the BPE masking rule off (see cemrecon.quantify.enhancement).
    - Type: mass vs NME accuracy among enhancing masses / NMEs called enhancement.
 2. **Calcification clusters** (``--calc-scale``, default 1.0 = full-scale 0.1 mm pixels): patients
    with population BPE and density, R CC and L MLO, each with three calcification clusters (one in a
@@ -68,7 +69,7 @@ def _analyze_sim(sim, rois=None, **kw):
     return analyze(sim, rois=rois, iodine_options=opts, **kw)
 
 
-def experiment_calls(seeds, scale, log, masking_check=False):
+def experiment_calls(seeds, scale, log, masking_check=True):
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
 
@@ -154,8 +155,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calc-seeds", default="6000-6005")
     ap.add_argument("--calc-scale", type=float, default=1.0)
     ap.add_argument("--skip-calls", action="store_true")
-    ap.add_argument("--masking-check", action="store_true",
-                    help="EnhancementConfig(masking_check=True): enhancement must outshine the BPE")
+    ap.add_argument("--no-masking-check", dest="masking_check", action="store_false",
+                    help="EnhancementConfig(masking_check=False): a non-mass enhancement on FGT "
+                         "no brighter than moderate/marked BPE stays 'enhancement'")
     ap.add_argument("--skip-clusters", action="store_true")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)

@@ -87,6 +87,68 @@ def test_textured_background_is_indeterminate_never_no_enhancement():
     assert res.enhancement == "indeterminate"
 
 
+def test_distant_bpe_patches_do_not_make_a_clean_site_indeterminate():
+    # A non-enhancing site judged against its own surroundings: bright 1.5 mg/cm^2 patches (BPE)
+    # lie >= 9 mm from the box, beyond the local ring (1-6 mm), which holds noise only.  The
+    # smoothed noise is 0.05 / (2 sqrt(pi) 5) = 0.003, so the limit (3 robust SDs, or the ring's
+    # 90th-percentile residual) stays far below 0.1 and a threshold-level enhancement would show.
+    px = 0.2
+    io = _flat_iodine((300, 300), seed=4)
+    rr, cc = np.mgrid[:300, :300]
+    for r0, c0 in ((60, 60), (60, 240), (240, 60), (240, 240), (150, 40), (40, 150)):
+        io[np.hypot(rr - r0, cc - c0) * px < 4.0] += 1.5
+    res = measure_enhancement(io, (135, 135, 165, 165), breast_mask=np.ones(io.shape, bool),
+                              calc_mask=None, pixel_mm=px, bpe_category="moderate")
+    assert res.enhancement == "no_enhancement"
+    assert res.detectability_limit_mg_cm2 < 0.1
+    assert abs(res.iodine_excess_mg_cm2) < 0.04  # 4 x the ~0.01 spread of a 90th percentile
+
+
+def test_enhancement_larger_than_the_box_is_not_its_own_background():
+    # a 0.8 mg/cm^2 disc of radius 10 mm around a 6 mm box: the ring around the box alone would
+    # sit on the disc (excess ~0); the grown region (half height) is excluded and the ring lies
+    # outside it, so the excess reads the disc level within 0.05 (smoothed noise ~0.003, the
+    # 1 mm blur does not reach the box 7 mm inside the edge)
+    px = 0.2
+    io = _flat_iodine((300, 300), seed=5)
+    rr, cc = np.mgrid[:300, :300]
+    io[np.hypot(rr - 150, cc - 150) * px < 10.0] += 0.8
+    res = measure_enhancement(io, (135, 135, 165, 165), breast_mask=np.ones(io.shape, bool),
+                              calc_mask=None, pixel_mm=px)
+    assert res.enhancement == "enhancement"
+    assert res.iodine_excess_mg_cm2 == pytest.approx(0.8, abs=0.05)
+    assert res.type == "mass"
+
+
+def test_non_mass_enhancement_on_fgt_no_brighter_than_bpe_is_masked():
+    # A cross-shaped (non-mass: solidity ~0.36) 1.0 mg/cm^2 enhancement in a view with moderate
+    # BPE whose enhancing FGT reaches 1.5 mg/cm^2 (masking level): on FGT it cannot be told from
+    # a BPE patch -> indeterminate (never no_enhancement); in fat (FGT mask empty) it cannot be
+    # BPE -> enhancement; a compact disc (mass) of the same level is not a BPE pattern; with mild
+    # BPE there is no masking.
+    px = 0.2
+    io = _flat_iodine((300, 300), seed=6)
+    rr, cc = np.mgrid[:300, :300]
+    cross = ((np.abs(rr - 150) * px < 2.0) & (np.abs(cc - 150) * px < 10.0)) | (
+        (np.abs(cc - 150) * px < 2.0) & (np.abs(rr - 150) * px < 10.0))
+    box = (140, 140, 160, 160)
+    kw = dict(breast_mask=np.ones(io.shape, bool), calc_mask=None, pixel_mm=px,
+              masking_level_mg_cm2=1.5)
+    fgt = np.ones(io.shape, bool)
+    io_nme = io + 1.0 * cross
+    masked = measure_enhancement(io_nme, box, bpe_category="moderate", fgt_mask=fgt, **kw)
+    assert masked.enhancement == "indeterminate"
+    assert masked.iodine_excess_mg_cm2 == pytest.approx(1.0, abs=0.05)  # the numbers stay
+    in_fat = measure_enhancement(io_nme, box, bpe_category="moderate",
+                                 fgt_mask=np.zeros(io.shape, bool), **kw)
+    assert (in_fat.enhancement, in_fat.type) == ("enhancement", "nme")
+    mild = measure_enhancement(io_nme, box, bpe_category="mild", fgt_mask=fgt, **kw)
+    assert (mild.enhancement, mild.type) == ("enhancement", "nme")
+    io_mass = io + 1.0 * (np.hypot(rr - 150, cc - 150) * px < 5.0)
+    mass = measure_enhancement(io_mass, box, bpe_category="moderate", fgt_mask=fgt, **kw)
+    assert (mass.enhancement, mass.type) == ("enhancement", "mass")
+
+
 def test_nme_wedge_is_not_a_mass():
     # a wedge (triangle) of enhancement: convex but not elliptical (ellipse fill 0.83 < 0.9)
     px = 0.2

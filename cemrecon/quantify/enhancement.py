@@ -11,42 +11,58 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 3. **Site statistic.** ``S`` = the ``site_percentile`` (90th) percentile of the smoothed map in the
    ROI box: close to the peak of an enhancement that fills part of the box (a mean over the box
    would dilute a small mass or patchy NME by the box/lesion area ratio), yet not a single pixel.
-4. **Background ring and detectability limit.** The ROI box is translated over a grid around the
-   site (from ``ring_gap_mm`` to ``search_mm`` away, never overlapping it, >= 80 % inside the
-   breast); each copy gives the same statistic ``S_k``: what this background shows with no lesion.
-   Windows touching the connected region above ``median + (S - median) / 2`` that contains the
-   site (the finding itself, e.g. an NME larger than the calcification box) are left out, unless
-   they are more than ``max_own_fraction`` (40 %) of the windows: then that region is the
-   parenchymal enhancement itself.  ``iodine_excess = S - median(S_k)``.  The robust spread of
-   ``S_k`` (IQR/1.349) is ``sigma_bg``: BPE texture plus noise at the ROI's own size.  The
-   detectability limit is ``L = max(z_detect * sigma_bg, P90(S_k) - median(S_k))``: the site must
-   stand 3 sigma out of the background *and* outshine the brighter 10 % of the background windows
-   (BPE patches): a site that is not brighter than BPE elsewhere is masked.
-5. **Call.** With ``T`` the clinical threshold (0.3 mg/cm^2, SenoBright residual-tissue limit,
-   physics.md section 8) and ``L`` the limit:
+4. **The site's own enhancing region.** ROI-sized windows translated around the site (from
+   ``ring_gap_mm`` to ``search_mm`` away, >= 80 % inside the breast, away from the view's other
+   findings) give the wide background level ``B`` (their median statistic).  If ``S - B`` is at
+   least half the threshold, the connected region above ``B + (S - B) / 2`` that contains site
+   pixels is the finding itself (a mass or an NME may extend well past the calcification box):
+   it is not background.
+5. **Local background: robust plane over a ring.** The ring is the usable pixels between
+   ``ring_gap_mm`` (+ ``region_margin_mm`` when a region was grown: the half-height contour lies
+   inside the finding's edge) and ``ring_width_mm`` further out, around the box and its own
+   region, away from other findings.  A plane ``a + b y + c x`` is fitted to the smoothed map
+   there by least squares, re-fitted on the pixels within 2.5 robust SDs (BPE patches and other
+   enhancing tissue in the ring do not tilt it).  ``P`` = the plane's median over the box.
+6. **Excess, spread and limit.** A box of pure background reads ``P + O`` with the site
+   statistic (``O`` = 90th percentile of the inlier residuals: noise and fine texture), so
+   ``iodine_excess = S - P - O``.  ``sigma`` = robust SD (1.4826 MAD) of all ring residuals: the
+   local variability (noise plus BPE texture) *at the ring's own distance*, not that of tissue
+   30 mm away.  The detectability limit is ``L = max(z_detect * sigma, R90 - O)`` where ``R90``
+   is the 90th percentile of all ring residuals: a site must stand ``z_detect`` (3) SDs out of its
+   surroundings *and* outshine the brighter 10 % of them (enhancing patches next to the site:
+   masking by BPE).
+7. **Call.** With ``T`` the clinical threshold (0.3 mg/cm^2, SenoBright residual-tissue limit,
+   physics.md section 8):
 
    * ``enhancement`` if ``excess >= T`` and ``excess >= L``;
-   * ``no_enhancement`` if ``excess < T`` and ``L <= T`` (the background would have revealed a
-     threshold-level enhancement);
-   * ``indeterminate`` otherwise (``L > T``: the background, e.g. moderate or marked BPE, is too
-     variable to tell; such a site is never called ``no_enhancement``).
+   * ``no_enhancement`` if ``excess < T`` and ``L <= T`` (a threshold-level enhancement would
+     have been revealed); in a view with moderate or marked BPE (``masking_bpe``) it needs
+     ``L <= masking_limit_fraction * T`` (0.5: a background that only just reveals
+     threshold-level enhancement is not trusted there);
+   * ``indeterminate`` otherwise (the surroundings are too variable to tell; such a site is never
+     called ``no_enhancement``).
 
-   BPE is a covariate of the call (seed study): in a view with moderate or marked BPE
-   (``masking_bpe``), ``no_enhancement`` needs ``L <= T / 2`` (``masking_limit_fraction``): a
-   background that would only just reveal threshold-level enhancement is not trusted there.
-   Optionally (``masking_check=True``, off by default) ``enhancement`` also needs the site to
-   outshine the view's BPE, ``S >= P90(enhancing FGT) + masking_margin * T``; on the phantom this
-   turns most weak lesions on BPE patches from enhancement into indeterminate, but also half of the
-   real enhancements under moderate/marked BPE (see benchmarks/validate_quantify.py).
+   **Masking by BPE** (``masking_check``, on by default): in a view with moderate or marked BPE,
+   an enhancement whose region is *not* a mass (step 8), lies on FGT (at least
+   ``masking_fgt_fraction``, 80 %, of it inside the LE fibroglandular mask when one is given:
+   BPE is enhancement of FGT, the 20 % allow for the smoothed region spilling ~1 mm past the
+   FGT edge; an enhancement in fat cannot be BPE) and whose site statistic does not exceed
+   the view's BPE brightness (``masking_level_mg_cm2``, the 90th percentile of the enhancing FGT,
+   plus ``masking_margin * T``) is indistinguishable from a BPE patch: a weak lesion sitting on a
+   BPE patch and a non-mass enhancement look the same locally (both a patchy region brighter
+   than the tissue around it), so the call is ``indeterminate``.  A compact convex mass is not
+   a BPE pattern and is kept.  This trades sensitivity to NMEs under moderate/marked BPE for
+   recall of masked sites (benchmarks/validate_quantify.py reports both).
 
-   ``cnr = excess / sigma_bg``.  Too few background windows inside the breast -> indeterminate.
-6. **Type.** When enhancing, the enhancing region is the smoothed map above
-   ``bg + (S - bg) / 2`` (``bg`` = the median of the ring windows), connected components within
-   ``near_mm`` of the site (it may extend beyond the box); ``mass`` if it is one compact convex
-   component (solidity >= ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``,
-   elliptical: area >= ``mass_min_ellipse_fill`` x the area of its moment ellipse, which is 1 for
-   an ellipse and 0.83 for a triangle such as a segmental wedge; no other component >=
-   ``min_component_frac`` of the largest), else ``nme``.
+   ``cnr = excess / sigma``.  Too few background windows or ring pixels -> indeterminate.
+8. **Type.** When enhancing, the enhancing region is the smoothed map above ``P + O + excess / 2``
+   (half height over the local background), the connected components within ``type_near_mm``
+   (1 mm) of the box (it may extend well beyond the box; nearby BPE patches that do not touch it
+   are not part of it); ``mass`` if it is one compact convex component (solidity >=
+   ``mass_min_solidity``, eccentricity <= ``mass_max_eccentricity``, elliptical: area >=
+   ``mass_min_ellipse_fill`` x the area of its moment ellipse, which is 1 for an ellipse and 0.83
+   for a triangle such as a segmental wedge; no other component >= ``min_component_frac`` of the
+   largest), else ``nme``.
 """
 
 from __future__ import annotations
@@ -84,17 +100,21 @@ class EnhancementConfig:
     z_detect: float = 3.0
     calc_dilation_px: int = 2
     ring_gap_mm: float = 1.0
+    ring_width_mm: float = 5.0
+    region_margin_mm: float = 1.0
+    min_ring_px: int = 30
     search_mm: float = 30.0
     stat_smooth_mm: float = 1.0
     site_percentile: float = 90.0
     min_windows: int = 8
     near_mm: float = 5.0
-    max_own_fraction: float = 0.4
+    type_near_mm: float = 1.0
     masking_bpe: tuple[str, ...] = ("moderate", "marked")
     masking_limit_fraction: float = 0.5
-    masking_check: bool = False
+    masking_check: bool = True
     masking_margin: float = 0.0
     masking_percentile: float = 90.0
+    masking_fgt_fraction: float = 0.8
     max_windows: int = 400
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
@@ -102,7 +122,8 @@ class EnhancementConfig:
     min_component_frac: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("threshold_mg_cm2", "z_detect", "search_mm", "stat_smooth_mm"):
+        for name in ("threshold_mg_cm2", "z_detect", "search_mm", "stat_smooth_mm",
+                     "ring_width_mm"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"EnhancementConfig.{name} must be > 0, got {v!r}")
@@ -189,6 +210,7 @@ def measure_enhancement(
     exclude_boxes=None,
     bpe_category: str | None = None,
     masking_level_mg_cm2: float | None = None,
+    fgt_mask: np.ndarray | None = None,
     config: EnhancementConfig | None = None,
 ) -> RoiEnhancement:
     """Enhancement call for one ROI.
@@ -214,11 +236,17 @@ def measure_enhancement(
         are not used.
     bpe_category : str, optional
         The view's BPE category; under ``masking_bpe`` (moderate, marked) ``no_enhancement`` needs
-        a limit of at most ``masking_limit_fraction`` x the threshold.
+        a limit of at most ``masking_limit_fraction`` x the threshold, and ``masking_check``
+        applies.
     masking_level_mg_cm2 : float, optional
-        Brightness of the view's BPE (90th percentile of enhancing FGT, same scale as the map);
-        when given, ``enhancement`` also needs the site statistic to exceed it by
-        ``masking_margin`` x the threshold.
+        Brightness of the view's BPE (90th percentile of enhancing FGT, same scale as the map).
+        With ``masking_check`` and a BPE category in ``masking_bpe``, a non-mass enhancement
+        whose site statistic does not exceed it by ``masking_margin`` x the threshold is
+        indistinguishable from BPE: ``indeterminate``.
+    fgt_mask : ndarray of bool, optional
+        Fibroglandular tissue (from LE).  BPE is enhancement *of FGT*: when given, the masking
+        check applies only to an enhancing region lying at least ``masking_fgt_fraction`` on FGT
+        (an enhancement in fatty tissue cannot be BPE).
     config : EnhancementConfig, optional
 
     Returns
@@ -291,43 +319,63 @@ def measure_enhancement(
         cand = cand[keep]
     null = np.array([stat(sm[a:a + bh, b:b + bw]) for a, b in cand]) if len(cand) else np.zeros(0)
     fin = np.isfinite(null)
-    null, cand = null[fin], cand[fin]
-    if null.size >= cfg.min_windows and np.isfinite(s_site):
-        # windows touching the region that continues the site's own enhancement (a large NME around
-        # the calcifications) are the finding, not its background: leave them out
-        med0 = float(np.median(null))
-        if s_site - med0 >= cfg.threshold_mg_cm2:
-            level = med0 + 0.5 * (s_site - med0)
-            above = np.nan_to_num(sm, nan=-np.inf) >= level
-            lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
-            own = np.unique(lab[site_v & above])
-            own = own[own > 0]
-            if own.size:
-                region = np.isin(lab, own)
-                cs = np.pad(np.cumsum(np.cumsum(region, 0), 1), ((1, 0), (1, 0)))
-                a_, b_ = cand[:, 0], cand[:, 1]
-                hit = (cs[a_ + bh, b_ + bw] - cs[a_, b_ + bw] - cs[a_ + bh, b_] + cs[a_, b_]) > 0
-                # ... unless it is everywhere: then it is the parenchymal background (BPE)
-                if hit.mean() <= cfg.max_own_fraction and (~hit).sum() >= cfg.min_windows:
-                    null, cand = null[~hit], cand[~hit]
+    null = null[fin]
+    box = (r0, c0, r1, c1)
     if null.size < cfg.min_windows or not np.isfinite(s_site):
         logger.info("ROI %s: %d background windows inside the breast (need %d); indeterminate",
                     list(bbox), null.size, cfg.min_windows)
-        return RoiEnhancement((r0, c0, r1, c1), source, n_calcifications, "indeterminate", None,
-                              nan, nan, nan)
-    med = float(np.median(null))
-    excess = s_site - med
-    q25, q75, q_hi = np.percentile(null, [25, 75, cfg.masking_percentile])
-    sigma_bg = float(max((q75 - q25) / 1.349, 1e-6))
-    # masking: a site is only told from BPE if it outshines the brighter background windows too
-    limit = max(cfg.z_detect * sigma_bg, float(q_hi) - med)
+        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan)
     thr = cfg.threshold_mg_cm2
-    outshines_bpe = (not cfg.masking_check or masking_level_mg_cm2 is None
-                     or s_site >= masking_level_mg_cm2 + cfg.masking_margin * thr)
-    if excess >= thr and excess >= limit and outshines_bpe:
+    wide_bg = float(np.median(null))
+    finite = np.isfinite(sm)
+    smz = np.nan_to_num(sm, nan=-np.inf)
+    # the site's own enhancing region (a mass or NME larger than the box is not its background)
+    own = np.zeros_like(site)
+    if s_site - wide_bg >= 0.5 * thr:
+        above = smz >= wide_bg + 0.5 * (s_site - wide_bg)
+        lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
+        ids = np.unique(lab[site_v & above])
+        own = np.isin(lab, ids[ids > 0])
+    # local background ring around the box and its own region, away from other findings
+    dist_mm = ndi.distance_transform_edt(~(site | own)) * pixel_mm
+    inner = cfg.ring_gap_mm + (cfg.region_margin_mm if own.any() else 0.0)
+    ring = (dist_mm > inner) & (dist_mm <= inner + cfg.ring_width_mm) & finite & win_v
+    pr = round(cfg.near_mm / pixel_mm)
+    for ob in exclude_boxes or ():
+        ring[max(0, ob[0] - R0 - pr):max(0, ob[2] - R0 + pr),
+             max(0, ob[1] - C0 - pr):max(0, ob[3] - C0 + pr)] = False
+    if ring.sum() < cfg.min_ring_px:
+        logger.info("ROI %s: %d usable ring pixels (need %d); indeterminate", list(bbox),
+                    int(ring.sum()), cfg.min_ring_px)
+        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan)
+    # robust plane: least squares, then re-fits on the pixels within 2.5 robust SDs
+    cy, cx = (sr0 + sr1 - 1) / 2.0, (sc0 + sc1 - 1) / 2.0
+    yy, xx = np.nonzero(ring)
+    vals = sm[ring]
+    design = np.column_stack([np.ones(vals.size), (yy - cy) * pixel_mm, (xx - cx) * pixel_mm])
+    inl = np.ones(vals.size, dtype=bool)
+    coef = np.zeros(3)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(design[inl], vals[inl], rcond=None)
+        res = vals - design @ coef
+        s_in = 1.4826 * float(np.median(np.abs(res[inl] - np.median(res[inl])))) + 1e-9
+        new = np.abs(res - np.median(res[inl])) <= 2.5 * s_in
+        if new.sum() < cfg.min_ring_px or np.array_equal(new, inl):
+            break
+        inl = new
+    res = vals - design @ coef
+    sy, sx = np.nonzero(site_v)
+    plane_site = float(np.median(coef[0] + coef[1] * (sy - cy) * pixel_mm
+                                 + coef[2] * (sx - cx) * pixel_mm))
+    offset = float(np.percentile(res[inl], cfg.site_percentile))
+    sigma_bg = max(1.4826 * float(np.median(np.abs(res - np.median(res)))), 1e-6)
+    r_hi = float(np.percentile(res, cfg.masking_percentile))
+    excess = s_site - plane_site - offset
+    limit = max(cfg.z_detect * sigma_bg, r_hi - offset)
+    masked_view = bpe_category in cfg.masking_bpe
+    if excess >= thr and excess >= limit:
         call = "enhancement"
-    elif excess < thr and limit <= thr * (cfg.masking_limit_fraction
-                                          if bpe_category in cfg.masking_bpe else 1.0):
+    elif excess < thr and limit <= thr * (cfg.masking_limit_fraction if masked_view else 1.0):
         call = "no_enhancement"
     else:
         call = "indeterminate"
@@ -336,22 +384,26 @@ def measure_enhancement(
     etype = None
     emask = None
     if call == "enhancement":
-        # background level of the smoothed map in the window ring, then the connected region above
-        # half the excess within near_mm of the site (it may extend well beyond the box)
-        ring_pix = np.zeros_like(win_v)
-        for a, b in cand:
-            ring_pix[a:a + bh, b:b + bw] = True
-        ring_pix &= np.isfinite(sm)
-        bg = float(np.median(sm[ring_pix])) if ring_pix.any() else med
-        above = np.nan_to_num(sm, nan=-np.inf) >= bg + 0.5 * (s_site - bg)
+        # enhancing region: half height over the local background, components touching the box
+        above = smz >= plane_site + offset + 0.5 * excess
         lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
-        near = ndi.binary_dilation(site, iterations=max(1, round(cfg.near_mm / pixel_mm)))
-        touching = np.unique(lab[near & above])
-        touching = touching[touching > 0]
-        region = np.isin(lab, touching)
+        near = ndi.binary_dilation(site, iterations=max(1, round(cfg.type_near_mm / pixel_mm)))
+        ids = np.unique(lab[near & above])
+        region = np.isin(lab, ids[ids > 0])
         etype = _classify_shape(region, cfg, pixel_mm)
-        emask = np.zeros(io.shape, dtype=bool)
-        emask[R0:R1, C0:C1] = region
+        on_fgt = 1.0
+        if fgt_mask is not None and region.any():
+            on_fgt = float(np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1][region].mean())
+        if (cfg.masking_check and masked_view and etype == "nme"
+                and masking_level_mg_cm2 is not None and on_fgt >= cfg.masking_fgt_fraction
+                and s_site < masking_level_mg_cm2 + cfg.masking_margin * thr):
+            logger.info("ROI %s: non-mass enhancement on FGT (%.0f %%; site %.2f mg/cm^2) not "
+                        "brighter than the view's %s BPE (%.2f): masked, indeterminate",
+                        list(bbox), 100 * on_fgt, s_site, bpe_category, masking_level_mg_cm2)
+            call, etype = "indeterminate", None
+        else:
+            emask = np.zeros(io.shape, dtype=bool)
+            emask[R0:R1, C0:C1] = region
     return RoiEnhancement(
         bbox=(r0, c0, r1, c1), source=source, n_calcifications=int(n_calcifications),
         enhancement=call, type=etype, iodine_excess_mg_cm2=excess,
