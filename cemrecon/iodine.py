@@ -70,6 +70,8 @@ class Exposure:
     gain_le: float | None
     gain_he: float | None
     sources: dict = field(default_factory=dict)
+    #: scatter-to-primary ratio declared by a synthetic system (phantom header), else None
+    simulated_spr: float | None = None
 
 
 @dataclass
@@ -204,7 +206,8 @@ def load_exposure(
     return Exposure(le_dn=le_px, he_dn=he_px, le_beam=le_beam, he_beam=he_beam, mas_le=float(mas[0]),
                     mas_he=float(mas[1]), pixel_mm=float(pixel_mm),
                     thickness_mm=None if thickness_mm is None else float(thickness_mm),
-                    dark_le=dark[0], dark_he=dark[1], gain_le=gains[0], gain_he=gains[1], sources=sources)
+                    dark_le=dark[0], dark_he=dark[1], gain_le=gains[0], gain_he=gains[1], sources=sources,
+                    simulated_spr=getattr(le_meta, "simulated_spr", None))
 
 
 # ------------------------------------------------------------------------------ model
@@ -260,7 +263,11 @@ def primary_signals(
     if method == "kernel":
         from cemrecon.scatter import estimate_primary, spr_for_thickness
 
-        if spr is None:
+        if spr is None and exp.simulated_spr is not None:
+            # a phantom declares the scatter it simulated: correct exactly that (0: none)
+            spr_le = spr_he = float(exp.simulated_spr)
+            spr_source = "phantom header (0029,xx12)"
+        elif spr is None:
             if t_mm is None:
                 raise CalibrationError("scatter correction needs the thickness (for the SPR) or spr=")
             spr_le = spr_he = spr_for_thickness(t_mm, grid=grid)
@@ -271,8 +278,9 @@ def primary_signals(
         else:
             spr_le, spr_he = (float(v) for v in spr)
             spr_source = "given"
-        s_le = estimate_primary(s_le, spr=spr_le, pixel_mm=exp.pixel_mm, mask=mask)
-        s_he = estimate_primary(s_he, spr=spr_he, pixel_mm=exp.pixel_mm, mask=mask)
+        if spr_le > 0.0 or spr_he > 0.0:
+            s_le = estimate_primary(s_le, spr=spr_le, pixel_mm=exp.pixel_mm, mask=mask)
+            s_he = estimate_primary(s_he, spr=spr_he, pixel_mm=exp.pixel_mm, mask=mask)
         scatter_info.update(spr_le=round(spr_le, 4), spr_he=round(spr_he, 4), spr_source=spr_source,
                             kernel="Gaussian FWHM 50 mm, normalised in the breast mask")
     elif method != "none":

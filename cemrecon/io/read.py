@@ -125,6 +125,7 @@ _GE_COMPRESSION_THICKNESS = 0x07  # (0045,xx07), mm
 _PHANTOM_CREATOR = "CEMRECON PHANTOM"
 _PHANTOM_DARK_OFFSET = 0x10  # (0029,xx10) DS, DN
 _PHANTOM_GAIN = 0x11  # (0029,xx11) DS, DN per keV absorbed
+_PHANTOM_SPR = 0x12  # (0029,xx12) DS, simulated scatter-to-primary ratio (0: primary only)
 
 #: DICOM spellings of anode / filter materials (and element symbols, any case) -> element symbols;
 #: the defined terms live with the physics (one list for the whole library).
@@ -178,8 +179,9 @@ class AcquisitionMeta:
     (else Exposure, else tube current x time); Acquisition DateTime (else Acquisition
     Date + Time, else Content Date + Time; naive local time); Imager Pixel Spacing
     (else Pixel Spacing), (row, column) in mm; ``energy`` from Image Type (else HIGH for
-    a Cu/Ti filter or kVp >= 40); ``dark_offset_dn`` / ``gain_dn_per_kev`` from the
-    phantom private block ``CEMRECON PHANTOM`` (0029,xx10 / xx11), else None.
+    a Cu/Ti filter or kVp >= 40); ``dark_offset_dn`` / ``gain_dn_per_kev`` /
+    ``simulated_spr`` from the phantom private block ``CEMRECON PHANTOM``
+    (0029,xx10 / xx11 / xx12), else None (real systems carry none of them).
     """
 
     kvp: float | None = None
@@ -202,6 +204,7 @@ class AcquisitionMeta:
     manufacturer: str | None = None
     model: str | None = None
     gain_dn_per_kev: float | None = None
+    simulated_spr: float | None = None
 
 
 @dataclass(eq=False)
@@ -655,6 +658,7 @@ def acquisition_meta(ds: Dataset, path: str | os.PathLike[str] | None = None) ->
         thickness = _float(_private_value(ds, 0x0045, _GE_SENO_CREATOR, _GE_COMPRESSION_THICKNESS))
     dark = _private_value(ds, 0x0029, _PHANTOM_CREATOR, _PHANTOM_DARK_OFFSET)
     gain = _private_value(ds, 0x0029, _PHANTOM_CREATOR, _PHANTOM_GAIN)
+    simulated_spr = _private_value(ds, 0x0029, _PHANTOM_CREATOR, _PHANTOM_SPR)
     return AcquisitionMeta(
         kvp=kvp,
         anode=material_symbol(_multi(ds.get("AnodeTargetMaterial"))[0]) if ds.get("AnodeTargetMaterial") else None,
@@ -676,6 +680,7 @@ def acquisition_meta(ds: Dataset, path: str | os.PathLike[str] | None = None) ->
         manufacturer=_str(ds.get("Manufacturer")),
         model=_str(ds.get("ManufacturerModelName")),
         gain_dn_per_kev=_float(gain),
+        simulated_spr=_float(simulated_spr),
     )
 
 

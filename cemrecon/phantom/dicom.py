@@ -149,6 +149,7 @@ class ImageHeader:
     pixel_mm: float
     dark_offset_dn: float
     gain_dn_per_kev: float
+    scatter_spr: float = 0.0
     patient_birth_date: str = "19700101"
     patient_age: str = "055Y"
     series_number: int = 1
@@ -322,6 +323,9 @@ def build_dataset(pixels: np.ndarray, header: ImageHeader) -> Dataset:
     ph = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     ph.add_new(0x10, "DS", _ds_str(h.dark_offset_dn, 8))
     ph.add_new(0x11, "DS", _ds_str(h.gain_dn_per_kev, 10))
+    # the simulated scatter-to-primary ratio (0: primary only), so that a scatter
+    # correction knows what this synthetic system did (a real system has no such tag)
+    ph.add_new(0x12, "DS", _ds_str(h.scatter_spr, 8))
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     return ds
 

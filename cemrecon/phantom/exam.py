@@ -468,6 +468,14 @@ def _write_json(path: Path, obj: dict) -> None:
     _atomic_bytes(path, lambda fh: fh.write(data))
 
 
+def _simulated_spr(sim) -> float:
+    """The scatter-to-primary ratio a simulation used (0.0 for primary only)."""
+    spr = getattr(getattr(sim, "truth", None), "spr", None)
+    if spr is None:
+        spr = getattr(sim, "spr", None)
+    return float(spr or 0.0)
+
+
 def write_pair_dicom(dicom_dir: Path, stem: str, sim, *, exam_seed_: int, index: int, lat: str, view: str,
                      study_uid: str, series_uid: str, for_uid: str, first_instance: int,
                      acquisition_start: _dt.datetime, image_type_style: str = "ge",
@@ -492,7 +500,8 @@ def write_pair_dicom(dicom_dir: Path, stem: str, sim, *, exam_seed_: int, index:
             filter_mm=beam.filter_mm, mas=mas, exposure_time_ms=exp_s * 1000.0,
             thickness_mm=sim.thickness_mm, compression_force_n=sim.compression_force_n,
             pixel_mm=sim.pixel_mm, dark_offset_dn=sim.dark_offset_dn,
-            gain_dn_per_kev=sim.gain_dn_per_keV, image_type_style=image_type_style, seed=exam_seed_)
+            gain_dn_per_kev=sim.gain_dn_per_keV, scatter_spr=_simulated_spr(sim),
+            image_type_style=image_type_style, seed=exam_seed_)
         path = dicom_dir / f"{stem}_{energy}.dcm"
         _dcm.write_dataset(_dcm.build_dataset(pixels, header), path)
         out[f"{stem}_{energy}"] = path
