@@ -132,8 +132,8 @@ def test_non_mass_enhancement_on_fgt_no_brighter_than_bpe_is_masked():
     cross = ((np.abs(rr - 150) * px < 2.0) & (np.abs(cc - 150) * px < 10.0)) | (
         (np.abs(cc - 150) * px < 2.0) & (np.abs(rr - 150) * px < 10.0))
     box = (140, 140, 160, 160)
-    kw = dict(breast_mask=np.ones(io.shape, bool), calc_mask=None, pixel_mm=px,
-              masking_level_mg_cm2=1.5)
+    kw = {"breast_mask": np.ones(io.shape, bool), "calc_mask": None, "pixel_mm": px,
+          "masking_level_mg_cm2": 1.5}
     fgt = np.ones(io.shape, bool)
     io_nme = io + 1.0 * cross
     masked = measure_enhancement(io_nme, box, bpe_category="moderate", fgt_mask=fgt, **kw)
