@@ -99,7 +99,7 @@ import numpy as np
 
 from cemrecon import __version__
 from cemrecon._fileio import write_json_atomic
-from cemrecon.errors import CalibrationError, OutputError
+from cemrecon.errors import CalibrationError, CemreconError, OutputError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -1004,8 +1004,13 @@ def fit_calibration(
     kw = dict(scatter_correction=scatter_correction, spr=spr, grid=grid)
     if inserts is not None:
         for k, e in enumerate(_load_inserts_file(inserts)):
-            s, info = _exposure_samples(e["le"], e["he"], e["rois"], thickness_mm=e.get("thickness_mm"),
-                                        glandularity=e.get("glandularity"), label=f"exposure {k}", **kw)
+            try:
+                s, info = _exposure_samples(e["le"], e["he"], e["rois"], thickness_mm=e.get("thickness_mm"),
+                                            glandularity=e.get("glandularity"), label=f"exposure {k}", **kw)
+            except CemreconError as exc:
+                if isinstance(exc, CalibrationError) and str(inserts) in str(exc):
+                    raise
+                raise CalibrationError(f"inserts file {str(inserts)!r}, exposures[{k}]: {exc}") from exc
             all_samples += s
             inputs.append(info)
     else:
