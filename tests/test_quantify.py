@@ -144,6 +144,12 @@ def test_non_mass_enhancement_on_fgt_no_brighter_than_bpe_is_masked():
     assert (in_fat.enhancement, in_fat.type) == ("enhancement", "nme")
     mild = measure_enhancement(io_nme, box, bpe_category="mild", fgt_mask=fgt, **kw)
     assert (mild.enhancement, mild.type) == ("enhancement", "nme")
+    # the part BPE cannot explain must reach the threshold: 1.7 is above the BPE level (1.5) by
+    # less than 0.3 -> still masked; 2.0 outshines it by more than 0.3 (+-0.05 read) -> enhancement
+    just_above = measure_enhancement(io + 1.7 * cross, box, bpe_category="marked", fgt_mask=fgt, **kw)
+    assert just_above.enhancement == "indeterminate"
+    bright = measure_enhancement(io + 2.0 * cross, box, bpe_category="marked", fgt_mask=fgt, **kw)
+    assert (bright.enhancement, bright.type) == ("enhancement", "nme")
     io_mass = io + 1.0 * (np.hypot(rr - 150, cc - 150) * px < 5.0)
     mass = measure_enhancement(io_mass, box, bpe_category="moderate", fgt_mask=fgt, **kw)
     assert (mass.enhancement, mass.type) == ("enhancement", "mass")

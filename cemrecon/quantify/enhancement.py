@@ -47,8 +47,9 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    ``masking_fgt_fraction``, 80 %, of it inside the LE fibroglandular mask when one is given:
    BPE is enhancement of FGT, the 20 % allow for the smoothed region spilling ~1 mm past the
    FGT edge; an enhancement in fat cannot be BPE) and whose site statistic does not exceed
-   the view's BPE brightness (``masking_level_mg_cm2``, the 90th percentile of the enhancing FGT,
-   plus ``masking_margin * T``) is indistinguishable from a BPE patch: a weak lesion sitting on a
+   the view's BPE brightness (``masking_level_mg_cm2``, the 90th percentile of the enhancing FGT)
+   by ``masking_margin * T`` (1 x the threshold: the part of the site that BPE alone cannot
+   explain must itself reach the clinical threshold) is indistinguishable from a BPE patch: a weak lesion sitting on a
    BPE patch and a non-mass enhancement look the same locally (both a patchy region brighter
    than the tissue around it), so the call is ``indeterminate``.  A compact convex mass is not
    a BPE pattern and is kept.  This trades sensitivity to NMEs under moderate/marked BPE for
@@ -112,7 +113,7 @@ class EnhancementConfig:
     masking_bpe: tuple[str, ...] = ("moderate", "marked")
     masking_limit_fraction: float = 0.5
     masking_check: bool = True
-    masking_margin: float = 0.0
+    masking_margin: float = 1.0
     masking_percentile: float = 90.0
     masking_fgt_fraction: float = 0.8
     max_windows: int = 400
