@@ -33,3 +33,16 @@ def dciodvfy_errors(path: str | Path) -> list[str]:
     proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     return [line for line in out.splitlines() if re.match(r"^\s*Error", line)]
+
+
+def require_module(name: str):
+    """Import and return optional module ``name``; skip locally if missing, fail when ``CI`` is set."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        msg = f"optional module {name!r} is not installed ({exc})"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI is set: the [dev] extra must install it)")
+        pytest.skip(msg, allow_module_level=True)

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 
+import cemrecon.physics as physics
 from cemrecon.calibrate import FORMAT, SCHEMA_VERSION, Calibration, fit_calibration
 from cemrecon.errors import CalibrationError
-
-physics = pytest.importorskip("cemrecon.physics")
 
 # physics.md Table 3: the degree-2 polynomial in (lnL, lnH, T) has max error 0.028 mg/cm^2
 # noise-free over T 2-9 cm, glandularity 0-100 %, I 0-4; 0.05 leaves room for the

@@ -9,7 +9,15 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from cemrecon.cli import EXIT_FATAL, EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from cemrecon.cli import (
+    EXIT_FATAL,
+    EXIT_NOTHING,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    main,
+)
+from tests.helpers import require_module
 
 SCALE = 0.1
 
@@ -140,7 +148,7 @@ def test_progress_bar_only_on_a_terminal(phantom_root, tmp_path, capsys, monkeyp
 
 @pytest.mark.dask
 def test_scheduler_option_uses_a_dask_cluster(phantom_root, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    distributed = require_module("distributed")
     out = tmp_path / "out"
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
@@ -151,7 +159,7 @@ def test_scheduler_option_uses_a_dask_cluster(phantom_root, tmp_path):
 
 
 def test_unreachable_scheduler_is_fatal(phantom_root, tmp_path, capsys):
-    pytest.importorskip("distributed")
+    require_module("distributed")
     code = _run(str(phantom_root), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9",
                 "--scheduler-timeout", "1", "--quiet")
     assert code == EXIT_FATAL

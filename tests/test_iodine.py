@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cemrecon.phantom as phantom
+import cemrecon.physics as physics
 from cemrecon.errors import CalibrationError
 from cemrecon.iodine import iodine_map, iodine_map_result
-
-physics = pytest.importorskip("cemrecon.physics")
-phantom = pytest.importorskip("cemrecon.phantom")
 
 
 def _kw(sim, **extra):

@@ -13,9 +13,9 @@ from cemrecon.io.parametric_map import (
     read_parametric_map,
     write_parametric_map,
 )
-from tests.helpers import dciodvfy_errors
+from tests.helpers import dciodvfy_errors, require_module
 
-hd = pytest.importorskip("highdicom")
+hd = require_module("highdicom")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from cemrecon.errors import OutputError
 from cemrecon.pipeline import SCHEMA, load_summary, run_batch
 from cemrecon.pipeline import batch as batch_mod
-from tests.helpers import dciodvfy_errors
+from tests.helpers import dciodvfy_errors, require_module
 
 SCALE = 0.1  # ~300 x 240 pixel images: every stage runs, in milliseconds
 
@@ -321,7 +321,7 @@ def test_crashed_worker_fails_only_its_exam():
 
 @pytest.mark.dask
 def test_dask_local_cluster_executor(phantom_root, tmp_path, explicit_run):
-    distributed = pytest.importorskip("distributed")
+    distributed = require_module("distributed")
     _, serial = explicit_run
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
