@@ -25,6 +25,7 @@ import numpy as np
 
 from cemrecon.calibrate import Calibration, beam_to_dict
 from cemrecon.errors import CalibrationError
+from cemrecon.io.inputs import beam_from_meta, load_pair
 
 __all__ = [
     "Exposure",
@@ -45,9 +46,6 @@ logger = logging.getLogger(__name__)
 #: / 5.3) and keeps 3 mm lesions' contrast.
 DEFAULT_SMOOTHING_FWHM_MM = 0.5
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-#: private block of the phantom's detector constants (architecture.md, phantom contract)
-_PHANTOM_CREATOR = "CEMRECON PHANTOM"
-_PHANTOM_GAIN_OFFSET = 0x11
 #: fraction of brightest pixels taken as the direct-exposure (open-field) region when the
 #: gain must be estimated from the image
 _OPEN_FIELD_QUANTILE = 0.99
@@ -94,56 +92,6 @@ class IodineResult:
 
 
 # ------------------------------------------------------------------------------ inputs
-def _header_gain(header) -> float | None:
-    if header is None:
-        return None
-    try:
-        block = header.private_block(0x0029, _PHANTOM_CREATOR)
-        value = block[_PHANTOM_GAIN_OFFSET].value
-    except (KeyError, ValueError, AttributeError):
-        return None
-    try:
-        g = float(value.decode() if isinstance(value, bytes) else value)
-    except (TypeError, ValueError):
-        return None
-    return g if math.isfinite(g) and g > 0 else None
-
-
-def _image_parts(img, name: str):
-    """(pixels, meta, header, source description) for a SourceImage, Dataset or path."""
-    import pydicom
-    from pydicom.dataset import Dataset
-
-    from cemrecon.io.read import acquisition_meta
-
-    if hasattr(img, "meta") and hasattr(img, "read_pixels"):
-        return img.read_pixels(), img.meta, getattr(img, "header", None), {
-            "path": str(getattr(img, "path", "")), "sop_instance_uid": getattr(img, "sop_instance_uid", None)}
-    if isinstance(img, (str, os.PathLike)):
-        try:
-            ds = pydicom.dcmread(img)
-        except Exception as exc:
-            from cemrecon.errors import DicomReadError
-
-            raise DicomReadError(f"{name}: cannot read {os.fspath(img)!r}: {exc}") from exc
-        return ds.pixel_array, acquisition_meta(ds, img), ds, {
-            "path": os.fspath(img), "sop_instance_uid": str(ds.get("SOPInstanceUID", ""))}
-    if isinstance(img, Dataset):
-        return img.pixel_array, acquisition_meta(img, getattr(img, "filename", None)), img, {
-            "path": str(getattr(img, "filename", "") or ""), "sop_instance_uid": str(img.get("SOPInstanceUID", ""))}
-    raise TypeError(f"{name} must be an array, a pydicom Dataset, a path, a SourceImage or a Pair; "
-                    f"got {type(img).__name__}")
-
-
-def _beam_from_meta(meta, name: str):
-    from cemrecon.physics import Beam
-
-    missing = [k for k in ("kvp", "anode", "filter_material", "filter_mm") if getattr(meta, k, None) is None]
-    if missing:
-        raise CalibrationError(f"{name} header lacks {', '.join(missing)}; pass {name}_beam= explicitly")
-    return Beam(meta.anode, meta.filter_material, float(meta.filter_mm), float(meta.kvp))
-
-
 def load_exposure(
     le,
     he=None,
@@ -161,25 +109,19 @@ def load_exposure(
     Keywords override header values.  For plain arrays ``le_beam``, ``he_beam``,
     ``mas`` (LE, HE) and ``pixel_mm`` are required.
     """
-    if he is None:
-        if hasattr(le, "le") and hasattr(le, "he"):
-            le, he = le.le, le.he
-        else:
-            raise TypeError("he is required unless le is a Pair")
+    src_le, src_he = load_pair(le, he, caller="iodine_map")
+    le_px, he_px = src_le.pixels, src_he.pixels
+    le_meta, he_meta = src_le.meta, src_he.meta
     sources: dict = {}
-    if isinstance(le, np.ndarray) or isinstance(he, np.ndarray):
-        le_px, he_px = np.asarray(le), np.asarray(he)
-        le_meta = he_meta = None
-        le_hdr = he_hdr = None
+    if le_meta is None or he_meta is None:
         if le_beam is None or he_beam is None or mas is None or pixel_mm is None:
             raise TypeError("for array inputs give le_beam=, he_beam=, mas=(le, he) and pixel_mm=")
     else:
-        le_px, le_meta, le_hdr, sources["le"] = _image_parts(le, "le")
-        he_px, he_meta, he_hdr, sources["he"] = _image_parts(he, "he")
+        sources = {"le": src_le.describe(), "he": src_he.describe()}
     if le_px.shape != he_px.shape or le_px.ndim != 2:
         raise ValueError(f"le and he must be 2-D images of one shape; got {le_px.shape} and {he_px.shape}")
-    le_beam = le_beam if le_beam is not None else _beam_from_meta(le_meta, "le")
-    he_beam = he_beam if he_beam is not None else _beam_from_meta(he_meta, "he")
+    le_beam = le_beam if le_beam is not None else beam_from_meta(le_meta, where=src_le.path or "LE image", which="le")
+    he_beam = he_beam if he_beam is not None else beam_from_meta(he_meta, where=src_he.path or "HE image", which="he")
     if mas is None:
         mas = (getattr(le_meta, "exposure_mas", None), getattr(he_meta, "exposure_mas", None))
     if any(m is None or not m > 0 for m in mas):
@@ -201,8 +143,7 @@ def load_exposure(
     if gain_dn_per_kev is not None:
         gains = (float(gain_dn_per_kev), float(gain_dn_per_kev))
     else:
-        gains = (getattr(le_meta, "gain_dn_per_kev", None) or _header_gain(le_hdr),
-                 getattr(he_meta, "gain_dn_per_kev", None) or _header_gain(he_hdr))
+        gains = (getattr(le_meta, "gain_dn_per_kev", None), getattr(he_meta, "gain_dn_per_kev", None))
     return Exposure(le_dn=le_px, he_dn=he_px, le_beam=le_beam, he_beam=he_beam, mas_le=float(mas[0]),
                     mas_he=float(mas[1]), pixel_mm=float(pixel_mm),
                     thickness_mm=None if thickness_mm is None else float(thickness_mm),

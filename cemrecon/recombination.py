@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -57,7 +56,8 @@ from cemrecon._validation import (
     check_weight,
     check_weight_map,
 )
-from cemrecon.errors import DicomReadError, UnsupportedDicomError
+from cemrecon.errors import UnsupportedDicomError
+from cemrecon.io.inputs import LoadedImage, beam_from_meta, load_pair
 
 __all__ = [
     "SIGNAL_FLOOR_DN",
@@ -76,11 +76,6 @@ SIGNAL_FLOOR_DN = 0.5
 
 #: Weight modes reported in :class:`RecombineResult` and provenance.
 WEIGHT_MODES = ("explicit", "explicit_map", "physics", "thickness", "image")
-
-#: Filter thickness (mm) assumed when a header names the filter material but not
-#: its thickness (physics.md Table 1 filters; Rh is 50 um behind a W anode).
-_DEFAULT_FILTER_MM = {"Mo": 0.03, "Rh": 0.025, "Ag": 0.03, "Cu": 0.3, "Ti": 1.0, "Al": 0.7}
-_DEFAULT_FILTER_MM_W_ANODE = {"Rh": 0.05}
 
 #: Images with fewer pixels run on one thread: a parallel launch costs tens of
 #: microseconds (milliseconds when another process holds a core), more than
@@ -261,107 +256,11 @@ def recombine_pair(
 # ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Source:
-    pixels: np.ndarray
-    meta: Any = None
-    path: str | None = None
-
-
-def _is_pair(obj: Any) -> bool:
-    return hasattr(obj, "le") and hasattr(obj, "he") and not isinstance(obj, np.ndarray)
-
-
-def _read_dataset(ds: Any, path: str | None) -> _Source:
-    from cemrecon.io.read import acquisition_meta
-
-    where = path or "<dataset>"
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for undecodable data
-        raise DicomReadError(f"{where}: cannot decode Pixel Data (7FE0,0010): {exc}") from exc
-    return _Source(np.asarray(pixels), acquisition_meta(ds, path), path)
-
-
-def _load_one(obj: Any, name: str) -> _Source:
-    if isinstance(obj, np.ndarray):
-        return _Source(obj)
-    if isinstance(obj, str | os.PathLike):
-        import pydicom
-
-        path = os.fspath(obj)
-        try:
-            ds = pydicom.dcmread(path)
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            raise DicomReadError(f"{path}: cannot read {name} as DICOM: {exc}") from exc
-        return _read_dataset(ds, path)
-    try:
-        from pydicom.dataset import Dataset
-    except ImportError:  # pragma: no cover - pydicom is a dependency
-        Dataset = ()  # type: ignore[assignment]
-    if isinstance(obj, Dataset):
-        return _read_dataset(obj, getattr(obj, "filename", None) or None)
-    if hasattr(obj, "read_pixels") and hasattr(obj, "meta"):
-        path = getattr(obj, "path", None)
-        return _Source(np.asarray(obj.read_pixels()), obj.meta, None if path is None else str(path))
-    raise TypeError(
-        f"{name} must be a numpy array, a pydicom Dataset, a DICOM path, or a reader image "
-        f"(with read_pixels() and meta); got {type(obj).__name__}"
-    )
-
-
-def _load(le: Any, he: Any) -> tuple[_Source, _Source]:
-    if he is None:
-        if not _is_pair(le):
-            raise TypeError("recombine(le, he): he is required unless le is a Pair (with .le and .he)")
-        pair = le
-        if hasattr(pair, "load") and hasattr(pair.le, "meta"):
-            le_px, he_px = pair.load()
-            return (
-                _Source(np.asarray(le_px), pair.le.meta, str(getattr(pair.le, "path", "")) or None),
-                _Source(np.asarray(he_px), pair.he.meta, str(getattr(pair.he, "path", "")) or None),
-            )
-        return _load_one(pair.le, "pair.le"), _load_one(pair.he, "pair.he")
-    return _load_one(le, "le"), _load_one(he, "he")
-
-
-def _meta_value(src: _Source, attr: str) -> Any:
+def _meta_value(src: LoadedImage, attr: str) -> Any:
     return None if src.meta is None else getattr(src.meta, attr, None)
 
 
-def _beam_from_meta(src: _Source, which: str) -> Any:
-    from cemrecon.physics import Beam
-
-    meta = src.meta
-    where = src.path or f"{which} image"
-    if meta is None:
-        return None
-    missing = [
-        label
-        for label, attr in (
-            ("KVP (0018,0060)", "kvp"),
-            ("AnodeTargetMaterial (0018,1191)", "anode"),
-            ("FilterMaterial (0018,7050)", "filter_material"),
-        )
-        if getattr(meta, attr, None) is None
-    ]
-    if missing:
-        raise UnsupportedDicomError(
-            f"{where}: the {which} beam needs {', '.join(missing)}, which the header lacks; "
-            "pass weight=<float> (or le_beam=/he_beam=) instead"
-        )
-    filter_mm = meta.filter_mm
-    if filter_mm is None:
-        table = dict(_DEFAULT_FILTER_MM)
-        if meta.anode == "W":
-            table.update(_DEFAULT_FILTER_MM_W_ANODE)
-        filter_mm = table.get(meta.filter_material)
-        logger.warning("%s: no filter thickness in the header; assuming %s mm of %s",
-                       where, filter_mm, meta.filter_material)
-    return Beam(meta.anode, meta.filter_material, filter_mm, meta.kvp)
-
-
-def _resolve_offsets(dark_offset: Any, le: _Source, he: _Source) -> tuple[float, float]:
+def _resolve_offsets(dark_offset: Any, le: LoadedImage, he: LoadedImage) -> tuple[float, float]:
     if dark_offset is None:
         d_le = _meta_value(le, "dark_offset_dn")
         d_he = _meta_value(he, "dark_offset_dn")
@@ -494,7 +393,7 @@ def _recombine(
     if isinstance(weight, str) and weight not in ("thickness", "image"):
         raise ValueError(f"weight must be a number, an array, None, 'thickness' or 'image'; got {weight!r}")
 
-    src_le, src_he = _load(le, he)
+    src_le, src_he = load_pair(le, he)
     timings["read_s"] = time.perf_counter() - t_start
     le_px = check_image(src_le.pixels, src_le.path or "le")
     he_px = check_image(src_he.pixels, src_he.path or "he")
@@ -565,8 +464,8 @@ def _recombine(
         scalar = check_weight(weight)
         mode = "explicit"
     elif needs_physics:
-        lb = le_beam if le_beam is not None else _beam_from_meta(src_le, "LE")
-        hb = he_beam if he_beam is not None else _beam_from_meta(src_he, "HE")
+        lb = le_beam if le_beam is not None else beam_from_meta(src_le.meta, where=src_le.path or "LE image", which="le")
+        hb = he_beam if he_beam is not None else beam_from_meta(src_he.meta, where=src_he.path or "HE image", which="he")
         t_mm = thickness_mm
         if t_mm is None:
             t_mm = _meta_value(src_le, "thickness_mm")
@@ -656,7 +555,7 @@ def _recombine(
                            timings=timings, offset_map=offmap if mode == "thickness" else None)
 
 
-def _pixel_mm(pixel_mm: float | None, src: _Source, mode: str) -> float:
+def _pixel_mm(pixel_mm: float | None, src: LoadedImage, mode: str) -> float:
     if pixel_mm is not None:
         return check_positive(pixel_mm, "pixel_mm", "mm")
     spacing = _meta_value(src, "pixel_spacing_mm")

@@ -30,3 +30,19 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         cemrecon.nope  # noqa: B018
+
+
+def test_recombine_and_iodine_map_take_inputs_the_same_way(tmp_path):
+    import numpy as np
+    import pytest
+
+    from cemrecon import DicomReadError, iodine_map, recombine
+
+    for fn in (recombine, iodine_map):
+        with pytest.raises(TypeError, match="le must be a numpy array, a pydicom Dataset, a DICOM path"):
+            fn(object(), np.ones((4, 4), np.uint16))
+        with pytest.raises(TypeError, match="he is required unless le is a Pair"):
+            fn(np.ones((4, 4), np.uint16))
+        missing = tmp_path / "missing.dcm"
+        with pytest.raises(DicomReadError, match="missing.dcm: cannot read le as DICOM"):
+            fn(missing, missing)
