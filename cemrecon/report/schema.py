@@ -39,19 +39,24 @@ Meaning of the fields
 * **ROIs.** Detected ROIs are BI-RADS grouped calcifications (>= 5 within 1 cm) found on LE, boxed
   with a 2 mm margin; user ROIs come from ``--rois FILE``: a JSON list of ``{"laterality": "R",
   "view": "CC", "bbox": [row0, col0, row1, col1], "study_uid": "..." (optional)}``.
-* **Excess and limit.** Calcification pixels (dilated 2 px) are excluded.  The site statistic is
-  the 90th percentile of the 1 mm-smoothed iodine in the ROI; the same statistic over ROI-sized
-  windows around it (up to 30 mm away, other ROIs and the site's own enhancing region left out)
-  is its background.  ``iodine_excess_mg_cm2`` = site minus the background median;
-  ``detectability_limit_mg_cm2`` = max(3 x the background's robust spread (IQR / 1.349), its 90th
-  percentile minus its median); ``cnr`` = excess / spread.
-* **Calls.** ``enhancement`` when the excess is at least the clinical threshold (0.3 mg/cm^2) *and*
-  the limit; ``no_enhancement`` when it is below the threshold *and* the limit is at most the
-  threshold (half of it when the view's BPE is moderate or marked): a threshold-level enhancement
-  would have been seen; otherwise ``indeterminate`` (background, typically moderate or marked BPE,
-  too variable: never reported as no enhancement).  ``type`` (when enhancing): ``mass`` for one
-  compact, convex, elliptical region, else ``nme``.  Lack of enhancement is not proof of
-  benignity: read it with the LE morphology.
+* **Excess and limit.**  Calcification pixels (dilated 2 px) are excluded.  The site's own
+  enhancing region is grown (connected pixels above half the site's height) so that a mass or
+  NME larger than the box is not its own background.  The local background is a robust plane
+  fitted over a 5 mm ring around the ROI and its grown region (other findings skipped,
+  re-fitted on pixels within 2.5 robust SDs).  ``iodine_excess_mg_cm2`` = site statistic (90th
+  percentile of the 1 mm-smoothed iodine) - plane - the 90th percentile of the ring's inlier
+  residuals (what a box of pure background would read); ``detectability_limit_mg_cm2`` =
+  max(3 x the ring's robust SD, ring 90th percentile - inlier 90th percentile); ``cnr`` =
+  excess / robust SD.
+* **Calls.**  ``enhancement`` when the excess is at least the clinical threshold (0.3 mg/cm^2)
+  *and* the limit; ``no_enhancement`` when it is below the threshold *and* the limit is at most
+  the threshold (half of it when the view's BPE is moderate or marked): a threshold-level
+  enhancement would have been seen; otherwise ``indeterminate`` (background too variable:
+  never reported as no enhancement).  Masking by BPE: in a moderate or marked view, a
+  non-mass enhancement lying >= 80 % on FGT that does not outshine the view's BPE (90th
+  percentile) by the threshold is ``indeterminate``; compact convex masses are exempt.
+  ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``.
+  Lack of enhancement is not proof of benignity: read it with the LE morphology.
 * Numbers that could not be measured (no usable background) are ``null``.
 
 Each view also gets a PNG ``<study_uid>_<laterality>_<view>_<acquisition_index>.png`` next to
