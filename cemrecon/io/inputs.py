@@ -47,6 +47,10 @@ class LoadedImage:
     path: str | None = None
     sop_instance_uid: str | None = None
 
+    def read_pixels(self) -> np.ndarray:
+        """The pixels already decoded (so a LoadedImage can be passed on without decoding again)."""
+        return self.pixels
+
     def describe(self) -> dict[str, Any]:
         """Provenance entry: path and SOP Instance UID (None for arrays)."""
         return {"path": self.path, "sop_instance_uid": self.sop_instance_uid}

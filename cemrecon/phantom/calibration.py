@@ -14,6 +14,7 @@ in the exam layout: ``OUTDIR/CAL_T050_G050/dicom/R_CC_{LE,HE}.dcm`` and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +67,7 @@ class SlabSimulation:
     extra: dict = field(default_factory=dict)
 
     def truth_json(self) -> dict:
-        def beam(b):
-            return {"anode": b.anode, "filter_material": b.filter_material, "filter_mm": b.filter_mm,
-                    "kvp": b.kvp}
+        beam = dataclasses.asdict
 
         return {
             "kind": "calibration_slab", "seed": self.seed, "scale": self.scale,
@@ -175,7 +174,12 @@ def write_calibration(outdir, *, thicknesses_mm=DEFAULT_THICKNESSES_MM, glandula
     ``CALIBRATION^T050G050``) so readers pair it like any exam.
     """
     from cemrecon.phantom import dicom as _dcm
-    from cemrecon.phantom.exam import STUDY_DATETIME, _write_json, _write_npz, write_pair_dicom
+    from cemrecon.phantom.exam import (
+        STUDY_DATETIME,
+        _write_json,
+        _write_npz,
+        write_pair_dicom,
+    )
 
     if not noise:
         raise ValueError("write_calibration needs noise=True: DICOM stores quantised uint16 DN")

@@ -14,6 +14,7 @@ of exam seed ``s`` written by :func:`write_exams` (its truth JSON records ``seed
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -147,9 +148,7 @@ class ViewSimulation:
     timings_s: dict = field(default_factory=dict)
 
     def exposure_json(self) -> dict:
-        def beam(b):
-            return {"anode": b.anode, "filter_material": b.filter_material, "filter_mm": b.filter_mm,
-                    "kvp": b.kvp}
+        beam = dataclasses.asdict
 
         return {"LE": {**beam(self.le_beam), "mas": round(self.mas_le, 4)},
                 "HE": {**beam(self.he_beam), "mas": round(self.mas_he, 4)},

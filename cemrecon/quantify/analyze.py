@@ -265,7 +265,13 @@ def _iodine(inp: _Inputs, calibration: Any, options: dict) -> np.ndarray:
         opts.setdefault("calibration", calibration)
     src = inp.source
     if hasattr(src, "load") and hasattr(src, "le") and hasattr(src.le, "meta"):
-        return np.asarray(iodine_map(src, **opts), dtype=np.float32)
+        # hand over the pixels _unpack already decoded, with the pair's metadata (decode once)
+        from cemrecon.io.inputs import LoadedImage
+
+        le, he = (LoadedImage(px, img.meta, str(getattr(img, "path", "")) or None,
+                              getattr(img, "sop_instance_uid", None))
+                  for px, img in ((inp.le, src.le), (inp.he, src.he)))
+        return np.asarray(iodine_map(le, he, **opts), dtype=np.float32)
     if not isinstance(src, tuple | list):
         # an in-memory acquisition (e.g. a phantom ViewSimulation) carries its own parameters
         for key, attr in (("le_beam", "le_beam"), ("he_beam", "he_beam"), ("pixel_mm", "pixel_mm"),
