@@ -168,6 +168,32 @@ def test_nme_wedge_is_not_a_mass():
     assert res.type == "nme"
 
 
+def test_masking_truth_rule_from_the_bpe_around_the_site():
+    # Phantom truth (cemrecon.phantom.lesions.site_bpe_masking): a site is masked when the
+    # noise-free BPE within 10 mm spans >= 0.3 mg/cm^2 between its 10th and 90th percentiles.
+    # 0.1 mm pixels; a 10 mm disk holds ~31 400 pixels, so the percentiles of a two-level map are
+    # exact and the spread is the level difference (or 0) to float precision.
+    from cemrecon.phantom.lesions import site_bpe_masking
+
+    px = 0.1
+    rr, cc = np.indices((401, 401))
+    centre = (200.0, 200.0)
+    flat = np.full((401, 401), 0.8)  # uniform strong BPE: no texture, a bump would show
+    assert site_bpe_masking(flat, centre, pixel_mm=px) == (False, 0.0)
+    half = np.where(cc >= 200, 0.5, 0.0)  # half of the neighbourhood enhances by 0.5
+    masked, spread = site_bpe_masking(half, centre, pixel_mm=px)
+    assert masked and spread == pytest.approx(0.5, abs=1e-9)
+    faint = np.where(cc >= 200, 0.2, 0.0)  # BPE texture of 0.2 cannot hide 0.3
+    masked, spread = site_bpe_masking(faint, centre, pixel_mm=px)
+    assert not masked and spread == pytest.approx(0.2, abs=1e-9)
+    # a bright patch 15 mm away is outside the 10 mm neighbourhood: not masking
+    far = np.where(np.hypot(rr - 200, cc - 350) * px <= 3.0, 1.0, 0.0)
+    assert site_bpe_masking(far, centre, pixel_mm=px) == (False, 0.0)
+    # only the breast counts: the same half map with the enhancing half outside the breast
+    masked, spread = site_bpe_masking(half, centre, pixel_mm=px, breast_mask=cc < 200)
+    assert not masked and spread == 0.0
+
+
 def test_speck_detection_and_birads_grouping():
     rng = np.random.default_rng(0)
     px = 0.1

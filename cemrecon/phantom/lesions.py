@@ -15,9 +15,29 @@ sections 5 (iodine concentrations), 7 (calcifications) and 8 (BPE extent classes
 * **Calcifications**: clusters of 5-30 specks of 0.1-0.5 mm (hydroxyapatite, some calcium
   oxalate), rendered by area-averaging the ellipsoid chord on a supersampled grid (partial
   volume), placed (a) in enhancing lesions (label ``enhancement``), (b) in non-enhancing
-  tissue (``no_enhancement``), (c) on a weak enhancement (0.1-0.3 mg/cm^2) inside moderate or
-  marked BPE (``indeterminate``; with minimal or mild BPE a weak enhancement stays visible and
-  is labelled ``enhancement``).
+  tissue (``no_enhancement``), (c) on a weak enhancement (0.1-0.3 mg/cm^2 peak, below the
+  0.3 mg/cm^2 clinical threshold), placed inside enhancing BPE (moderate/marked views) or FGT
+  (otherwise) when such a place exists.  Its label comes from the site, not from the view:
+
+  **Masking truth rule** (:func:`site_bpe_masking`).  A reader (or any detector) calls
+  enhancement by comparing the site with the tissue around it.  A threshold-level enhancement
+  (``MASKING_THRESHOLD_MG_CM2`` = 0.3 mg/cm^2) at the site is *hidden by BPE* when the BPE
+  around the site already varies by that much: BPE patches as bright as "site + threshold" are
+  then part of the surroundings, and an enhancement of that level is one more patch.  The
+  phantom knows the noise-free BPE iodine exactly, so the label uses it directly: with ``b`` the
+  BPE iodine (mg/cm^2) over the breast pixels within ``MASKING_RADIUS_MM`` (10 mm: the site
+  itself, ~6 mm across for the 3 mm-sigma weak enhancement, plus a ~5 mm surrounding that a
+  reader compares it with), the site is masked when ``P90(b) - P10(b) >= 0.3 mg/cm^2`` (the
+  brighter tenth of the surroundings exceeds the darker tenth by at least the threshold).
+  Masked -> ``indeterminate``; otherwise the weak enhancement is what it is, below the
+  threshold in a background that would have revealed threshold-level enhancement ->
+  ``no_enhancement``.  A weak site that happens to lie on another finding (a mass or NME) is
+  labelled ``enhancement`` when the lesion iodine (all findings, BPE excluded) reaches the
+  threshold at the 90th percentile of its calcification box.  The rule uses no noise and none of the analysis code (quantum noise
+  after the analysis' 1 mm smoothing is ~0.01-0.02 mg/cm^2 at 0.1-0.2 mm pixels, an order of
+  magnitude below the threshold).  The spread is stored in ``Lesion.background_bpe_spread_mg_cm2``
+  for every finding (for masses and NMEs it is information only: their label stays
+  ``enhancement``).
 """
 
 from __future__ import annotations
@@ -39,6 +59,9 @@ __all__ = [
     "render_lesion",
     "render_insert",
     "CALC_MORPHOLOGIES",
+    "MASKING_THRESHOLD_MG_CM2",
+    "MASKING_RADIUS_MM",
+    "site_bpe_masking",
 ]
 
 BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
@@ -57,6 +80,11 @@ CALC_MORPHOLOGIES = ("amorphous", "fine_pleomorphic", "coarse_heterogeneous", "f
 NME_SUBTYPES = ("segmental", "linear", "clustered")
 #: Weak enhancement under an "indeterminate" cluster (mg/cm^2 peak).
 WEAK_IODINE_RANGE = (0.10, 0.30)
+#: Threshold-level enhancement that BPE must be able to hide for a site to be masked (mg/cm^2;
+#: the clinical enhancement threshold, SenoBright residual-tissue limit, physics.md section 8).
+MASKING_THRESHOLD_MG_CM2 = 0.3
+#: Radius of the site's neighbourhood for the masking truth rule (mm): site + reader's surround.
+MASKING_RADIUS_MM = 10.0
 #: Sub-sample pitch for calcification partial volume (mm); a 0.1 mm speck spans >= 8 samples.
 CALC_SUBSAMPLE_MM = 0.0125
 
@@ -130,13 +158,15 @@ class Lesion:
     calcification_bbox: list[int] | None = None
     specks: list[Speck] = field(default_factory=list)
     background_bpe_mg_cm2: float = 0.0  # mean BPE iodine around the lesion
+    background_bpe_spread_mg_cm2: float = 0.0  # P90 - P10 of BPE iodine within 10 mm of the centre
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["specks"] = [s.to_json() for s in self.specks]
         d["n_specks"] = len(self.specks)
         d["center_rc"] = [round(float(v), 2) for v in self.center_rc]
-        for k in ("iodine_excess_mg_cm2", "iodine_mean_mg_cm2", "size_mm", "background_bpe_mg_cm2"):
+        for k in ("iodine_excess_mg_cm2", "iodine_mean_mg_cm2", "size_mm", "background_bpe_mg_cm2",
+                  "background_bpe_spread_mg_cm2"):
             d[k] = round(float(d[k]), 5)
         return d
 
@@ -354,13 +384,16 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
     else:
         size = 0.0
     label = "enhancement"
+    spread = 0.0
     if t == "calcifications":
         if spec["enhancement"] == "weak":
             sigma = 3.0
             sl, dy, dx = _local_grid(anat, center, 3.5 * sigma)
             iodine_excess = float(spec["weak_iodine_mg_cm2"]) * np.exp(-0.5 * (dx**2 + dy**2) / sigma**2)
             iodine_excess = np.where(iodine_excess > 0.02 * float(spec["weak_iodine_mg_cm2"]), iodine_excess, 0.0)
-            label = "indeterminate" if bpe_level in ("moderate", "marked") else "enhancement"
+            masked, spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p,
+                                              breast_mask=anat.breast_mask & (anat.tissue_mm > 0))
+            label = "indeterminate" if masked else "no_enhancement"
             size = 2.355 * sigma
         else:
             label = "no_enhancement"
@@ -377,12 +410,25 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
         bg = float(ring.mean())
     else:
         bbox, peak, mean, bg = [0, 0, 0, 0], 0.0, 0.0, float(_local_mean(bpe_iodine, center, 10.0 / p))
+    if t != "calcifications" or spec["enhancement"] != "weak":
+        # the same BPE statistic for every finding (truth only: how much BPE surrounds it)
+        spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p,
+                                  breast_mask=anat.breast_mask & (anat.tissue_mm > 0))[1]
     les = Lesion(id=lesion_id, type=t, expected_enhancement=label, bbox=bbox, center_rc=center,
                  iodine_excess_mg_cm2=peak, iodine_mean_mg_cm2=mean, size_mm=size,
-                 nme_subtype=spec["subtype"] if t == "nme" else None, background_bpe_mg_cm2=bg)
+                 nme_subtype=spec["subtype"] if t == "nme" else None, background_bpe_mg_cm2=bg,
+                 background_bpe_spread_mg_cm2=spread)
     if spec.get("calcifications"):
         _render_specks(anat, spec, center, maps, les)
-        if t == "calcifications" and label == "no_enhancement":
+        cb = les.calcification_bbox
+        if (t == "calcifications" and spec["enhancement"] == "weak" and cb[2] > cb[0]
+                and cb[3] > cb[1]):
+            # the weak site may lie on another finding (a mass or NME drawn earlier): what
+            # enhances there is the lesion iodine (all findings, BPE excluded) in the cluster box
+            site_io = (maps["iodine"] - bpe_iodine)[cb[0]:cb[2], cb[1]:cb[3]]
+            if float(np.percentile(site_io, 90)) >= MASKING_THRESHOLD_MG_CM2:
+                les.expected_enhancement = label = "enhancement"
+        if t == "calcifications" and label == "no_enhancement" and spec["enhancement"] == "none":
             les.bbox = list(les.calcification_bbox)
         elif t == "calcifications":
             les.bbox = [min(les.bbox[0], les.calcification_bbox[0]), min(les.bbox[1], les.calcification_bbox[1]),
@@ -390,12 +436,59 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
     return les
 
 
+def site_bpe_masking(bpe_iodine_mg_cm2: np.ndarray, center_rc, *, pixel_mm: float,
+                     breast_mask: np.ndarray | None = None,
+                     radius_mm: float = MASKING_RADIUS_MM,
+                     threshold_mg_cm2: float = MASKING_THRESHOLD_MG_CM2) -> tuple[bool, float]:
+    """Whether the noise-free BPE around a site hides a threshold-level enhancement.
+
+    Parameters
+    ----------
+    bpe_iodine_mg_cm2 : ndarray, shape (H, W)
+        Noise-free BPE iodine (mg/cm^2), lesions not included.
+    center_rc : (float, float)
+        Site centre (pixel row, column).
+    pixel_mm : float
+        Pixel size (mm).
+    breast_mask : ndarray of bool, optional
+        Pixels that count (breast tissue); all pixels when None.
+    radius_mm, threshold_mg_cm2 : float
+        Neighbourhood radius (10 mm) and threshold-level enhancement (0.3 mg/cm^2).
+
+    Returns
+    -------
+    masked : bool
+        ``P90(b) - P10(b) >= threshold`` over the neighbourhood (module docstring).
+    spread_mg_cm2 : float
+        ``P90(b) - P10(b)``.
+    """
+    b = np.asarray(bpe_iodine_mg_cm2, dtype=np.float64)
+    half = int(math.ceil(radius_mm / pixel_mm))
+    r, c = int(round(center_rc[0])), int(round(center_rc[1]))
+    r0, r1 = max(0, r - half), min(b.shape[0], r + half + 1)
+    c0, c1 = max(0, c - half), min(b.shape[1], c + half + 1)
+    rr = (np.arange(r0, r1)[:, None] - center_rc[0]) * pixel_mm
+    cc = (np.arange(c0, c1)[None, :] - center_rc[1]) * pixel_mm
+    disk = rr**2 + cc**2 <= radius_mm**2
+    if breast_mask is not None:
+        disk &= np.asarray(breast_mask, dtype=bool)[r0:r1, c0:c1]
+    vals = b[r0:r1, c0:c1][disk]
+    if vals.size == 0:
+        return False, 0.0
+    p10, p90 = np.percentile(vals, [10.0, 90.0])
+    spread = float(p90 - p10)
+    return bool(spread >= threshold_mg_cm2), spread
+
+
 def _place_cluster(anat, spec, center, maps, bpe_mask, bpe_level, rng):
     """Move a calcification-only cluster to tissue that matches its label.
 
     ``enhancement="none"``: no iodine at all within the cluster extent + 3 mm;
     ``"weak"``: inside enhancing BPE (moderate/marked) or FGT (otherwise).  Falls back to the
-    drawn position (clearing iodine there for ``"none"``) when no such place is found.
+    drawn position (clearing iodine there for ``"none"``) when no such place is found.  The
+    placement only shapes the experiment: the weak site's label is decided afterwards from the
+    BPE actually around it (:func:`site_bpe_masking`), so a fallback site outside BPE is not
+    labelled masked.
     """
     p = anat.pixel_mm
     rows, cols = anat.image_shape
