@@ -164,10 +164,10 @@ def test_one_bad_exam_does_not_stop_the_batch(phantom_root, tmp_path, monkeypatc
     real = batch_mod._recombine
     bad_study = sorted({p.parent.parent.name for p in phantom_root.rglob("*_LE.dcm")})[0]
 
-    def flaky(pair, weight, register):
-        if Path(pair.le.path).parent.parent.name == bad_study:
+    def flaky(images, weight, register):
+        if Path(images[0].path).parent.parent.name == bad_study:
             raise RuntimeError("simulated decoder crash")
-        return real(pair, weight, register)
+        return real(images, weight, register)
 
     monkeypatch.setattr(batch_mod, "_recombine", flaky)
     summary = run_batch([phantom_root], tmp_path / "out", workers=1)
@@ -374,6 +374,26 @@ def test_calibration_adds_iodine_images(calibrated_run, calibration_file):
     # rerun with the same calibration: skipped; without it the fingerprint differs: redone
     assert run_batch([exam], out, workers=1, calibration=calibration_file).n_skipped == 4
     assert run_batch([exam], out, workers=1).n_done == 4
+
+
+def test_calibrated_batch_decodes_each_pair_once(phantom_root, tmp_path, calibration_file, monkeypatch):
+    """The RC and the iodine map come from one decode of the pair (decoding dominates a PACS job)."""
+    from cemrecon.io.pair import Pair
+
+    exam = sorted(p for p in phantom_root.iterdir() if p.is_dir())[0]
+    calls: list[str] = []
+    original = Pair.load
+
+    def counting_load(self, *args, **kwargs):
+        calls.append(self.key)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pair, "load", counting_load)
+    summary = run_batch([exam], tmp_path / "out", workers=1, calibration=calibration_file)
+    assert summary.n_done == 4
+    assert sorted(calls) == sorted(rec.key for rec in summary.pairs)  # once per pair, not twice
+    assert all({o["kind"] for o in rec.outputs} == {"rc", "iodine"} for rec in summary.pairs)
+    assert all(rec.timings_s["decode"] > 0 for rec in summary.pairs)
 
 
 @pytest.mark.external

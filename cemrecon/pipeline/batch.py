@@ -237,14 +237,15 @@ class _Recombined:
     timings: dict[str, float]
 
 
-def _recombine(pair: Any, weight: Any, register: bool | str = "auto") -> _Recombined:
-    """Decode + recombine one pair with :func:`cemrecon.recombination.recombine_pair`."""
+def _recombine(images: tuple[Any, Any], weight: Any, register: bool | str = "auto") -> _Recombined:
+    """Recombine one decoded pair (two :class:`~cemrecon.io.inputs.LoadedImage`) with
+    :func:`cemrecon.recombination.recombine_pair`."""
     from cemrecon.recombination import recombine_pair
 
     kwargs: dict[str, Any] = {"register": register}
     if weight not in (None, "physics"):
         kwargs["weight"] = weight
-    result = recombine_pair(pair, **kwargs)
+    result = recombine_pair(images, **kwargs)
     t = result.timings or {}
     prov = result.provenance or {}
     mean_w = float(np.mean(result.weight))
@@ -261,7 +262,6 @@ def _recombine(pair: Any, weight: Any, register: bool | str = "auto") -> _Recomb
         weight_source=source,
         spatial_locations_preserved=bool(prov.get("spatial_locations_preserved", True)),
         timings={
-            "decode": float(t.get("read_s", 0.0)),
             "register": float(t.get("register_s", 0.0)),
             "weight": float(t.get("weight_s", 0.0)),
             "kernel": float(t.get("kernel_s", 0.0)),
@@ -314,9 +314,15 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
                 record.timings_s = {"total": time.perf_counter() - t_start}
                 return record
 
-        # ---- decode + kernel
-        res = _recombine(pair, settings.weight, settings.register)
-        rc, weight, timings = res.rc, res.weight, dict(res.timings)
+        # ---- decode (once: the RC and the iodine map share the pixels) + kernel
+        from cemrecon.io.inputs import load_pair
+
+        t_decode = time.perf_counter()
+        images = load_pair(pair, None, caller="run_batch")
+        decode_s = time.perf_counter() - t_decode
+        res = _recombine(images, settings.weight, settings.register)
+        rc, weight = res.rc, res.weight
+        timings = {"decode": decode_s, **res.timings}
         record.weight, record.weight_source = weight, res.weight_source
 
         # ---- encode + write
@@ -332,10 +338,10 @@ def _process_pair(pair: Any, settings: _Settings) -> PairRecord:
         record.outputs.append({"kind": "rc", **written.as_dict(), "path": str(rc_path.relative_to(out_dir))})
         if iodine_path is not None:
             calibration = _load_calibration(settings.calibration_path, settings.calibration_sha256)
-            from cemrecon.iodine import iodine_map_pair
+            from cemrecon.iodine import iodine_map_result
 
             t_iodine = time.perf_counter()
-            iodine = iodine_map_pair(pair, calibration=calibration)  # decodes the pair again
+            iodine = iodine_map_result(*images, calibration=calibration)  # the pixels decoded above
             timings["iodine"] = time.perf_counter() - t_iodine
             written_i = write_iodine_image(
                 iodine_path, np.asarray(iodine.iodine_mg_cm2, dtype=np.float32), pair.le.header, pair.he.header,
