@@ -380,7 +380,7 @@ def test_calibrated_batch_decodes_each_pair_once(phantom_root, tmp_path, calibra
     """The RC and the iodine map come from one decode of the pair (decoding dominates a PACS job)."""
     from cemrecon.io.pair import Pair
 
-    exam = sorted(p for p in phantom_root.iterdir() if p.is_dir())[0]
+    exam = min(p for p in phantom_root.iterdir() if p.is_dir())
     calls: list[str] = []
     original = Pair.load
 
