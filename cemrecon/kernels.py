@@ -22,35 +22,40 @@ float64 tables (one rounding, <= 4.8e-7, the previous default) at ~15 % more
 cycles.  Real images touch a few thousand neighbouring values, so the hot part
 of the tables sits in L1/L2.
 
-Speed, measured 2026-12-01 with ``benchmarks/bench_recombine.py`` on the
-reference machine (AMD EPYC Zen 3, 2 vCPUs, AVX2; load average ~3 on the 2 CPUs
-from other jobs throughout, so 2-thread timings are noisy; cycles at the nominal
-2.45 GHz):
+Speed (``benchmarks/bench_recombine.py``; reference machine: AMD EPYC Zen 3,
+2 vCPUs, AVX2, 2.45 GHz TSC, cores at ~3.2 GHz; "cycles" are TSC cycles):
 
 * 1 Mpx, cache resident, 1 thread: 1.4 cycles/pixel (floor 0.4).  The loop is
-  issue-bound: ~8 instructions/pixel (word load, index shifts, two scalar table
-  loads, subtract, store) at ~5.8 per cycle.  The previous form took 1.95:
-  numba's negative-index wraparound code in the loop (removed by slicing each
-  block and looping ``range(m)``) and float64 tables with a ``cvtsd2ss``.
-* Full field 2850 x 2394, 1 thread: 5.2-5.3 ms (minimum), 2.2-2.5x the
-  memory-traffic floor, 8-9x faster than NumPy float32.
-* Full field, 2 threads: minima 1.2-2.2x the floor, medians 1.1-1.2x (the floor
-  too waits for a thread descheduled by the other jobs, which compresses the
-  ratio); 7-10x faster than NumPy float32 by medians, 8-17x by minima.  From
-  the 1-thread cycle counts, an uncontended 2-thread run would be ~1.8-2x the
-  floor and ~16x NumPy float32.  Issue 4's ``<= 1.2x floor`` is not met: the
-  compute (1.4 cycles/pixel/thread) exceeds what the floor needs to stream
-  8 bytes/pixel (~0.7-1 cycle/pixel/thread with 2 threads).
+  issue-bound: ~6.5 instructions/pixel (a uint64 word load per four pixels,
+  index shifts, two scalar table loads, subtract, store).  The previous form
+  took 1.95: numba's negative-index wraparound code in the loop (removed by
+  slicing each block and looping ``range(m)``) and float64 tables with a
+  ``cvtsd2ss``.
+* Full field 2850 x 2394, 2 threads: see the README's benchmark section for the
+  latest table (ratios to the floor and to NumPy float32 in one interleaved run).
 
-Tried and lost (``bench_recombine.py --variants`` re-measures them): a
-vectorised float32 log (exponent and mantissa by bit casts, degree-7 minimax
-polynomial on [sqrt(1/2), sqrt(2)), exact split of ``k ln 2``; LLVM emits 8-wide
-AVX2 FMA code, ~83 instructions per 8 pixels, error 8.6e-7) runs at 2.2-2.3
-cycles/pixel: two logs x 7 FMAs already cost ~0.9 cycle/pixel on Zen 3's two
-FMA pipes, before conversions and exponent handling.  The blocked variant with
-bit casts through NumPy ``.view`` buffers took 3.0; degree 8 took 2.4.  LLVM
-emits no AVX2 gathers for the table loop on this CPU (and Zen 3's ``vgatherdps``
-would cost ~0.5 cycle/pixel per table anyway).
+Why not 1.2x the memory floor (issue 4's target): on this CPU the floor kernel
+streams a full field at 0.6-0.76 cycles/pixel/thread, and no formulation of two
+float32-accurate logarithms per pixel we could find comes close to that.
+``benchmarks/c/rc_bounds.c`` measures the candidates in hand-written AVX2 C
+(full field, 1 thread, minima; 2026-12-01): floor 0.60, this table kernel 1.73
+(the numba kernel: 1.74, against a numba floor of 0.76), AVX2 ``vgatherdps``
+tables 2.17 (Zen 3 gathers ~1 element/cycle), and a vectorised log stripped of
+its accuracy work -- 8-entry ``vpermps`` range reduction, degree-3 polynomial,
+even/odd 16-bit split to avoid lane-crossing unpacks, ~24 vector ops per 8
+pixels -- 1.16, i.e. 1.9x the floor before it is made accurate (an exact
+``k ln 2`` split, the offset and floor in float and the three roundings that keep
+the error under 2e-6 bring it to ~31 ops, about the table kernel's cost).
+``llvm-mca -mcpu=znver3`` reproduces these numbers from the generated code: the
+vector forms are bound by the FP pipes, the table forms by issue width and load
+ports.
+
+Also tried and lost (``bench_recombine.py --variants`` re-measures them): a
+vectorised float32 log in numba (exponent and mantissa by bit casts, degree-7
+minimax polynomial on [sqrt(1/2), sqrt(2)), exact split of ``k ln 2``; LLVM emits
+8-wide AVX2 FMA code, ~83 instructions per 8 pixels, error 8.6e-7) runs at
+2.2-2.3 cycles/pixel; with bit casts through NumPy ``.view`` buffers 3.0; degree
+8 took 2.4.  LLVM emits no AVX2 gathers for the table loop on this CPU.
 """
 
 from __future__ import annotations
