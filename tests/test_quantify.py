@@ -41,7 +41,7 @@ def _flat_iodine(shape=(200, 200), sigma=0.05, seed=0):
 
 def test_enhancement_disc_on_flat_background():
     # a 1.0 mg/cm^2 disc (r = 4 mm) filling the ROI; white noise sigma 0.05 per pixel.
-    # Smoothing (1 mm = 5 px sigma) leaves 0.05 / (2 sqrt(pi) 5) = 0.003 noise, so the 90th
+    # Smoothing (0.5 mm = 2.5 px sigma) leaves 0.05 / (2 sqrt(pi) 2.5) = 0.006 noise, so the 90th
     # percentile of the disc reads 1.0 within 0.05 (edge pixels of the disc blur down: the
     # percentile is taken in the box, whose core is the plateau).
     px = 0.2
@@ -68,7 +68,7 @@ def test_no_enhancement_on_flat_background_and_calcifications_excluded():
                               calc_mask=calc, pixel_mm=px)
     assert res.enhancement == "no_enhancement"
     # with the specks excluded the site reads as background: |excess| within 4 noise sigmas of
-    # the smoothed map's 90th percentile spread (~0.01)
+    # the smoothed map's 90th percentile spread (~0.01: 0.006 smoothed noise)
     assert abs(res.iodine_excess_mg_cm2) < 0.04
 
 
@@ -89,9 +89,10 @@ def test_textured_background_is_indeterminate_never_no_enhancement():
 
 def test_distant_bpe_patches_do_not_make_a_clean_site_indeterminate():
     # A non-enhancing site judged against its own surroundings: bright 1.5 mg/cm^2 patches (BPE)
-    # lie >= 9 mm from the box, beyond the local ring (1-6 mm), which holds noise only.  The
-    # smoothed noise is 0.05 / (2 sqrt(pi) 5) = 0.003, so the limit (3 robust SDs, or the ring's
-    # 90th-percentile residual) stays far below 0.1 and a threshold-level enhancement would show.
+    # lie >= 9 mm from the box (>= 15 mm from its centre), beyond the local ring (1-6 mm) and
+    # the 10 mm neighbourhood of the spread rule, which hold noise only.  The smoothed noise is
+    # 0.05 / (2 sqrt(pi) 2.5) = 0.006, so the limit (3 robust SDs, or the ring's 90th-percentile
+    # residual) stays far below 0.1 and a threshold-level enhancement would show.
     px = 0.2
     io = _flat_iodine((300, 300), seed=4)
     rr, cc = np.mgrid[:300, :300]
@@ -102,6 +103,29 @@ def test_distant_bpe_patches_do_not_make_a_clean_site_indeterminate():
     assert res.enhancement == "no_enhancement"
     assert res.detectability_limit_mg_cm2 < 0.1
     assert abs(res.iodine_excess_mg_cm2) < 0.04  # 4 x the ~0.01 spread of a 90th percentile
+
+
+def test_bpe_within_ten_mm_blocks_no_enhancement():
+    # The local ring (1-6 mm from a 3 mm box, i.e. out to 7.5 mm from its centre) holds noise
+    # only, but an annulus of 0.5 mg/cm^2 BPE lies 8.5-10 mm from the centre: 28 % of the 10 mm
+    # neighbourhood, so its 90th percentile reads 0.5 and its 10th ~0 (smoothed noise 0.006):
+    # spread 0.5 >= 0.3, a threshold-level enhancement would be no brighter than tissue a reader
+    # compares the site with -> indeterminate (never no_enhancement).  Without the annulus the
+    # same noise gives no_enhancement.  0.5 mm smoothing spreads the annulus edge by ~1 mm (2
+    # sigma: < 3 % of 0.5 at 7.5 mm), so the local limit stays below 0.1 in both cases.
+    px = 0.2
+    quiet = _flat_iodine((300, 300), seed=6)
+    rr, cc = np.mgrid[:300, :300]
+    d_mm = np.hypot(rr - 150, cc - 150) * px
+    bpe = quiet + np.where((d_mm >= 8.5) & (d_mm <= 10.0), 0.5, 0.0)
+    box = (143, 143, 158, 158)  # 3 mm, centred on (150, 150)
+    kw = {"breast_mask": np.ones(quiet.shape, bool), "calc_mask": None, "pixel_mm": px}
+    clean = measure_enhancement(quiet, box, **kw)
+    masked = measure_enhancement(bpe, box, **kw)
+    assert clean.enhancement == "no_enhancement"
+    assert masked.enhancement == "indeterminate"
+    assert masked.detectability_limit_mg_cm2 < 0.1  # the ring alone would have said "no"
+    assert abs(masked.iodine_excess_mg_cm2) < 0.04
 
 
 def test_enhancement_larger_than_the_box_is_not_its_own_background():

@@ -463,8 +463,8 @@ def site_bpe_masking(bpe_iodine_mg_cm2: np.ndarray, center_rc, *, pixel_mm: floa
         ``P90(b) - P10(b)``.
     """
     b = np.asarray(bpe_iodine_mg_cm2, dtype=np.float64)
-    half = int(math.ceil(radius_mm / pixel_mm))
-    r, c = int(round(center_rc[0])), int(round(center_rc[1]))
+    half = math.ceil(radius_mm / pixel_mm)
+    r, c = int(round(center_rc[0])), int(round(center_rc[1]))  # noqa: RUF046 (numpy floats)
     r0, r1 = max(0, r - half), min(b.shape[0], r + half + 1)
     c0, c1 = max(0, c - half), min(b.shape[1], c + half + 1)
     rr = (np.arange(r0, r1)[:, None] - center_rc[0]) * pixel_mm
