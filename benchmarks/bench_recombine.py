@@ -41,11 +41,12 @@ is what ``recombine()`` does.  Kernel and floor are run in all three.
 Load: ``os.getloadavg()`` is printed before and after each table; on a shared
 machine read the minima (uncontended) and the medians together.
 
-Results on the reference machine (2 vCPU Zen 3, load ~3 from other jobs; details
-and cycle counts in the ``cemrecon.kernels`` docstring): kernel 2.2-2.5x the floor
-with 1 thread (8-9x NumPy float32); with 2 threads minima 1.2-2.2x, medians
-1.1-1.2x (contention slows the floor too), 7-17x NumPy float32.  Issue 4's
-<= 1.2x-floor target is not met when uncontended (~2x expected).
+Results on the reference machine (2 vCPU Zen 3, 2026-12-01, load ~0.5; cycle
+counts and the reasons in the ``cemrecon.kernels`` docstring): 2 threads, hot
+buffers, kernel 1.8x the floor by medians (2.2x by minima), 14.8x faster than
+NumPy float32; cold buffers 1.8x (1.55x); 1 thread 2.3x the floor, 9x NumPy
+float32.  Issue 4's <= 1.2x-floor target is not met; ``benchmarks/c/rc_bounds.c``
+bounds what a vectorised log could reach on this CPU (~1.6x).
 
 Test data: a synthetic breast-like pair (smooth texture + noise, LE 400-14000 DN,
 HE 2000-9000 DN, dark offset 50 DN); the kernel's speed depends on the spread of

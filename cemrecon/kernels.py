@@ -43,9 +43,10 @@ float32-accurate logarithms per pixel we could find comes close to that.
 tables 2.17 (Zen 3 gathers ~1 element/cycle), and a vectorised log stripped of
 its accuracy work -- 8-entry ``vpermps`` range reduction, degree-3 polynomial,
 even/odd 16-bit split to avoid lane-crossing unpacks, ~24 vector ops per 8
-pixels -- 1.16, i.e. 1.9x the floor before it is made accurate (an exact
-``k ln 2`` split, the offset and floor in float and the three roundings that keep
-the error under 2e-6 bring it to ~31 ops, about the table kernel's cost).
+pixels -- 1.16, i.e. 1.6-1.9x the floor (1.65x with 2 threads) before it is
+made accurate.  An exact ``k ln 2`` split, the offset and floor in float and
+error control under 2e-6 add ~7 ops per 8 pixels (an estimate from the op count,
+not measured), which would put it at about the table kernel's cost.
 ``llvm-mca -mcpu=znver3`` reproduces these numbers from the generated code: the
 vector forms are bound by the FP pipes, the table forms by issue width and load
 ports.
