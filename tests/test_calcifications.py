@@ -53,7 +53,7 @@ def test_faint_members_join_a_seeded_group_only():
     faint = [_speck(110, 90, 5.5), _speck(95, 120, 5.5), _speck(120, 130, 5.5),
              _speck(140, 95, 5.5)]
     far = [_speck(100, 300, 5.5)]  # 20 mm away
-    kw = dict(pixel_mm=PX_MM, shape=(400, 400), k_seed=6.0, min_seeds=2)
+    kw = {"pixel_mm": PX_MM, "shape": (400, 400), "k_seed": 6.0, "min_seeds": 2}
     cl = cluster_specks(seeds + faint + far, **kw)
     assert len(cl) == 1
     assert cl[0].n_calcifications == 6
@@ -118,7 +118,7 @@ def test_faint_cluster_detected(faint_cluster_image):
     would need 3 faint specks >= 6, p = Phi(-1.5) = 0.07 each, i.e. it finds such a cluster only
     ~50 % of the time; that it cannot count a faint speck is what the member check shows.
     """
-    le, pos, zs = faint_cluster_image
+    le, pos, _ = faint_cluster_image
     p_member = norm.sf(5.0, loc=Z_FAINT - 0.2)
     assert binom.cdf(2, N_FAINT, p_member) < 2e-3  # the stated failure probability holds
     res = detect_calcifications(le, np.ones(le.shape, bool), pixel_mm=PX_MM, k_sigma=6.0)
@@ -142,7 +142,7 @@ def test_faint_cluster_with_one_seed_is_not_reported():
     """min_seeds = 2: with one strong speck, the 40 faint ones (z ~ N(4.5, 1)) make a cluster only
     if chance lifts one of them to z >= 6 (p ~ 0.07 each), so whatever the draw every reported
     cluster must hold >= 2 specks at z >= 6, and a faint speck counts only inside a cluster."""
-    le, pos, zs = _cluster_image(1)
+    le, _, _ = _cluster_image(1)
     res = detect_calcifications(le, np.ones(le.shape, bool), pixel_mm=PX_MM, k_sigma=6.0)
     for cl in res.clusters:
         assert sum(s.contrast >= 6.0 for s in cl.specks) >= 2
