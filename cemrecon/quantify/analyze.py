@@ -56,8 +56,11 @@ class AnalyzeConfig:
     bpe_smooth_mm : float
         Smoothing of the iodine map before the BPE threshold.
     calc_k_sigma : float
-        Speck threshold in local-noise units (6: on full-scale phantoms the tissue background of
-        the DoG response reaches z = 5-6.5 once per image; specks of >= 0.2 mm reach 6-15).
+        Seed-speck threshold in local-noise units (noise from 3 mm blocks): a cluster needs at
+        least two specks at this z; fainter specks at z >= 5 count towards it as members (see
+        :func:`cemrecon.quantify.calcifications.detect_calcifications`).  Specks of >= 0.2 mm
+        hydroxyapatite reach z = 6-15 at full scale; faint calcium-oxalate specks in dense
+        breasts 2-8.
     calc_skin_margin_mm : float
         No calcification search within this distance of the skin line: the skin (1.5 mm) and the
         kink of the thickness roll-off behind it respond like specks, and dermal calcifications
