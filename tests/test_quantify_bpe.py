@@ -126,3 +126,21 @@ def test_phantom_plain_threshold_biased(phantom_views):
     """The phantom check can fail: the fixed threshold alone over-counts (the issue-6 failure)."""
     err = np.array([p - t for _, t, p in phantom_views])
     assert err.mean() > MAX_BIAS, err
+
+
+def test_analyze_config_reaches_the_bpe_threshold():
+    """AnalyzeConfig's relative-threshold options reach measure_bpe (both BPE passes).
+
+    The relative threshold can only remove pixels from the enhancing set (max(abs, rel) >= abs),
+    so with marked BPE, whose 0.5-1.5 mg/cm^2 patches bleed a rim above 0.15 mg/cm^2 into the FGT
+    around them, the plain threshold must read a strictly larger extent.
+    """
+    from cemrecon.phantom.exam import simulate_view
+    from cemrecon.quantify import AnalyzeConfig, analyze
+
+    sim = simulate_view(seed=2, scale=0.25, laterality="R", view="CC", bpe_level="marked", lesions=None)
+    opts = {"iodine_options": {"scatter_correction": "none"}}
+    default = analyze(sim, config=AnalyzeConfig(detect_calcifications=False), **opts).bpe
+    plain = analyze(sim, config=AnalyzeConfig(detect_calcifications=False, bpe_relative_threshold=0.0),
+                    **opts).bpe
+    assert plain.enhancing_fraction > default.enhancing_fraction

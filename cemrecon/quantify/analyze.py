@@ -18,6 +18,8 @@ import numpy as np
 from cemrecon.quantify.bpe import (
     DEFAULT_CATEGORY_EDGES,
     DEFAULT_ENHANCING_THRESHOLD_MG_CM2,
+    DEFAULT_LOCAL_LEVEL_MM,
+    DEFAULT_RELATIVE_THRESHOLD,
     BpeResult,
     measure_bpe,
     relative_iodine,
@@ -55,6 +57,12 @@ class AnalyzeConfig:
         Enhancing-fraction edges of minimal / mild / moderate / marked.
     bpe_smooth_mm : float
         Smoothing of the iodine map before the BPE threshold.
+    bpe_relative_threshold, bpe_local_level_mm : float
+        An FGT pixel enhances above max(``bpe_enhancing_threshold_mg_cm2``,
+        ``bpe_relative_threshold`` x the highest enhancing level within ``bpe_local_level_mm``)
+        (0.5 and 2 mm: a blurred patch edge crosses half its height at the true edge); see
+        :func:`cemrecon.quantify.bpe.measure_bpe`.  ``bpe_relative_threshold=0`` is the plain
+        absolute threshold.
     calc_k_sigma : float
         Seed-speck threshold in local-noise units (noise from 3 mm blocks): a cluster needs at
         least two specks at this z; fainter specks at z >= 5 count towards it as members (see
@@ -76,6 +84,8 @@ class AnalyzeConfig:
     bpe_enhancing_threshold_mg_cm2: float = DEFAULT_ENHANCING_THRESHOLD_MG_CM2
     bpe_category_edges: tuple[float, float, float] = DEFAULT_CATEGORY_EDGES
     bpe_smooth_mm: float = 0.5
+    bpe_relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD
+    bpe_local_level_mm: float = DEFAULT_LOCAL_LEVEL_MM
     calc_k_sigma: float = 6.0
     calc_skin_margin_mm: float = 4.0
     detect_calcifications: bool = True
@@ -376,7 +386,8 @@ def analyze(
         bpe_fgt = seg.fgt_mask
     bpe = measure_bpe(rel, bpe_fgt, seg.breast_mask, pixel_mm=px, smooth_mm=cfg.bpe_smooth_mm,
                       enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
-                      category_edges=cfg.bpe_category_edges, exclude=calc_excl)
+                      category_edges=cfg.bpe_category_edges, exclude=calc_excl,
+                      relative_threshold=cfg.bpe_relative_threshold, local_level_mm=cfg.bpe_local_level_mm)
     sites: list[tuple[tuple[int, int, int, int], str, int]] = [
         (tuple(cl.bbox), "detected", cl.n_calcifications) for cl in calc.clusters]
     for roi in rois or ():
@@ -412,7 +423,9 @@ def analyze(
         bpe = measure_bpe(rel, bpe_fgt & ~lesion_px, seg.breast_mask, pixel_mm=px,
                           smooth_mm=cfg.bpe_smooth_mm,
                           enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
-                          category_edges=cfg.bpe_category_edges, exclude=calc_excl)
+                          category_edges=cfg.bpe_category_edges, exclude=calc_excl,
+                          relative_threshold=cfg.bpe_relative_threshold,
+                          local_level_mm=cfg.bpe_local_level_mm)
     return ViewAnalysis(
         study_uid=uid, laterality=lat, view=vw, acquisition_index=acq, pixel_mm=float(px),
         bpe=bpe, rois=results, segmentation=seg, calcifications=calc, le=le,
