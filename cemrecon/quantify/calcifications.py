@@ -158,33 +158,12 @@ def detect_specks(
     mask : ndarray of bool
         Pixels belonging to the specks.
     """
-    specks, labels = _speck_components(le, breast_mask, pixel_mm=pixel_mm,
-                                       dark_offset_dn=dark_offset_dn, k_sigma=k_sigma, k_low=k_low,
-                                       max_speck_mm=max_speck_mm, max_length_mm=max_length_mm,
-                                       sigma_px=sigma_px, noise_block_mm=noise_block_mm)
-    return specks, labels > 0
-
-
-def _speck_components(
-    le: np.ndarray,
-    breast_mask: np.ndarray,
-    *,
-    pixel_mm: float,
-    dark_offset_dn: float = 0.0,
-    k_sigma: float = 5.0,
-    k_low: float = 3.0,
-    max_speck_mm: float = 1.0,
-    max_length_mm: float = 1.5,
-    sigma_px: tuple[float, float] = (0.5, 1.0),
-    noise_block_mm: float = 3.0,
-) -> tuple[list[Speck], np.ndarray]:
-    """:func:`detect_specks` returning a label image: speck ``i`` has label ``i + 1``, 0 elsewhere."""
     a = -np.log(np.maximum(np.asarray(le, dtype=np.float64) - dark_offset_dn, 1.0))
     s_small, s_large = sigma_px
     # fill outside the breast with the edge-ish breast level so the skin line does not respond
     inner = ndi.binary_erosion(breast_mask, iterations=max(2, round(1.0 / pixel_mm)))
     if not inner.any():
-        return [], np.zeros(breast_mask.shape, dtype=np.int32)
+        return [], np.zeros(breast_mask.shape, dtype=bool)
     fill = float(np.median(a[breast_mask]))
     a_f = np.where(breast_mask, a, fill)
     resp = ndi.gaussian_filter(a_f, s_small) - ndi.gaussian_filter(a_f, s_large)
@@ -198,7 +177,7 @@ def _speck_components(
     cand = apply_hysteresis_threshold(z, min(k_low, k_sigma), k_sigma)
     labels, n = ndi.label(cand, structure=np.ones((3, 3), bool))
     if n == 0:
-        return [], np.zeros(breast_mask.shape, dtype=np.int32)
+        return [], np.zeros(breast_mask.shape, dtype=bool)
     idx = np.arange(1, n + 1)
     areas = ndi.sum_labels(np.ones_like(z), labels, idx)
     peaks = ndi.maximum(z, labels, idx)
@@ -206,18 +185,18 @@ def _speck_components(
     slices = ndi.find_objects(labels)
     max_area_px = np.pi / 4 * (max_speck_mm / pixel_mm) ** 2
     max_len_px = max_length_mm / pixel_mm
-    new_label = np.zeros(n + 1, dtype=np.int32)
+    keep = np.zeros(n + 1, dtype=bool)
     specks: list[Speck] = []
     for k in range(n):
         sl = slices[k]
         length = np.hypot(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
         if areas[k] > max(max_area_px, 4) or length > max(max_len_px, 3):
             continue
-        new_label[k + 1] = len(specks) + 1
+        keep[k + 1] = True
         diam = 2.0 * np.sqrt(areas[k] / np.pi) * pixel_mm
         specks.append(Speck(row=float(coms[k][0]), col=float(coms[k][1]), area_px=int(areas[k]),
                             diameter_mm=float(diam), contrast=float(peaks[k])))
-    return specks, new_label[labels]
+    return specks, keep[labels]
 
 
 def cluster_specks(
@@ -342,9 +321,12 @@ def detect_calcifications(
     if k_member is not None and not 0 < k_member <= k_sigma:
         raise ValueError(f"k_member must be in (0, k_sigma={k_sigma}], got {k_member!r}")
     k_low = k_sigma if k_member is None else k_member
-    specks, labels = _speck_components(le, breast_mask, pixel_mm=pixel_mm,
-                                       dark_offset_dn=dark_offset_dn, k_sigma=k_low,
-                                       noise_block_mm=noise_block_mm)
+    specks, speck_mask = detect_specks(le, breast_mask, pixel_mm=pixel_mm, dark_offset_dn=dark_offset_dn,
+                                       k_sigma=k_low, noise_block_mm=noise_block_mm)
+    # speck i is component i + 1 of its mask: kept specks are whole components of the same
+    # 8-connected labelling, numbered in the same raster order
+    labels, n_labels = ndi.label(speck_mask, structure=np.ones((3, 3), bool))
+    assert n_labels == len(specks)
     clusters = cluster_specks(specks, pixel_mm=pixel_mm, shape=labels.shape, min_specks=min_specks,
                               group_diameter_mm=group_diameter_mm, max_extent_mm=max_extent_mm,
                               roi_margin_mm=roi_margin_mm,

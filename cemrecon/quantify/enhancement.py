@@ -428,18 +428,21 @@ def measure_enhancement(
     excess = s_site - plane_site - m_in - bias
     limit = max(cfg.z_detect * sigma_bg, r_hi - offset)
     masked_view = bpe_category in cfg.masking_bpe
-    # spread of the surroundings within masking_radius_mm of the box centre (site box excluded)
-    yy_all, xx_all = np.indices(sm.shape)
-    near_c = np.hypot((yy_all - cy) * pixel_mm, (xx_all - cx) * pixel_mm) <= cfg.masking_radius_mm
-    near_c &= finite & ~ndi.binary_dilation(site, iterations=gap)
-    wide_spread = 0.0
-    if near_c.sum() >= cfg.min_ring_px:
+
+    def wide_spread() -> float:
+        """P90 - P10 of the surroundings within masking_radius_mm of the box centre (box excluded)."""
+        yy_all, xx_all = np.indices(sm.shape)
+        near_c = np.hypot((yy_all - cy) * pixel_mm, (xx_all - cx) * pixel_mm) <= cfg.masking_radius_mm
+        near_c &= finite & ~ndi.binary_dilation(site, iterations=gap)
+        if near_c.sum() < cfg.min_ring_px:
+            return 0.0
         lo_, hi_ = np.percentile(sm[near_c], [100.0 - cfg.masking_percentile, cfg.masking_percentile])
-        wide_spread = float(hi_ - lo_)
+        return float(hi_ - lo_)
+
     if excess >= thr and excess >= limit:
         call = "enhancement"
     elif (excess < thr and limit <= thr * (cfg.masking_limit_fraction if masked_view else 1.0)
-          and wide_spread < cfg.spread_fraction * thr):
+          and wide_spread() < cfg.spread_fraction * thr):  # only a no_enhancement candidate needs it
         call = "no_enhancement"
     else:
         call = "indeterminate"
