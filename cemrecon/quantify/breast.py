@@ -8,8 +8,16 @@ Everything here works on the low-energy image alone, as a radiologist reads dens
 * **Pectoral muscle (MLO only).** The muscle is a band of full-thickness, muscle-dense tissue in the
   upper chest-wall corner, bounded by a nearly straight edge where attenuation drops.  Along each row
   of the upper half, the strongest attenuation drop close to the chest wall is taken as an edge point;
-  a straight line is fitted robustly (RANSAC) and the corner behind it is the muscle.  If no line with
-  a plausible slope is found the muscle mask is empty and a warning is logged (the analysis goes on).
+  a straight line is fitted robustly (RANSAC) and the corner behind it is the muscle.  In dense
+  breasts parenchymal edges can be the strongest drop on most rows (phantom seed 8106 R MLO: 25 of
+  102 rows on the muscle edge, no line found, the whole muscle searched for calcifications); if no
+  plausible line is found, the 3 strongest drops of each row are tried (the muscle edge is among
+  them, the parenchymal ones do not line up).  If still no line with a plausible slope is found the
+  muscle mask is empty and a warning is logged (the analysis goes on).
+  The muscle is a rounded body: its path length grows as the square root of the distance from its
+  edge (a chord), and the gradient extremum of such an edge, smoothed with sigma, lies
+  ``_ROUNDED_EDGE_OFFSET_SIGMA`` = 0.76 sigma *inside* the muscle, so the fitted line is moved out by
+  that much (see the constant).
 * **FGT, thickness-aware.** Near the skin line the compressed breast rolls off, so raw attenuation
   mixes thickness with composition.  The local *fat reference* ``A_fat(d)`` is the low percentile of
   smoothed attenuation among pixels at the same distance ``d`` from the skin line (an all-fat ray of
@@ -54,6 +62,18 @@ _FAT_PERCENTILE = 2.0
 
 #: The roll-off ends where the fat reference is within 2 % of its value 10 mm further in.
 _PLATEAU_FRACTION = 0.98
+
+#: Offset (in units of the smoothing sigma) of the pectoral edge from the extremum of the smoothed
+#: attenuation gradient.  Near the edge of a rounded body the path through it is a chord,
+#: ``t(u) ~ sqrt(u)`` at a distance ``u`` inside the edge (as the breast's own edge roll-off); the
+#: derivative of the Gaussian-smoothed profile, ``int_0^inf G(x - u) / (2 sqrt(u)) du``, peaks at
+#: ``x = 0.76 sigma`` inside the edge (numerically), not at the edge.  Without this correction the
+#: muscle mask stopped ~0.9 mm short of the muscle on full-scale phantom MLO views (seeds 8100-8101),
+#: which put the muscle edge on the border of the calcification search region (1 mm inside the
+#: mask), where it was cut into speck-sized pieces that grouped into false clusters along the
+#: edge.  A sharp (step) edge has its extremum at the edge, so for it the mask reaches 0.76 sigma
+#: (0.76 mm) past the muscle: a thin strip of breast left out, never muscle left in.
+_ROUNDED_EDGE_OFFSET_SIGMA = 0.76
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,51 @@ def _chest_wall_side(mask: np.ndarray) -> str:
     return "left" if left >= right else "right"
 
 
+def _edge_candidates(gx: np.ndarray, b_c: np.ndarray, rows: np.ndarray, n_per_row: int) -> np.ndarray:
+    """(row, column) of the ``n_per_row`` strongest attenuation drops (local minima of ``gx``) of
+    each scanned row, within the 60 % of the breast nearest the chest wall (canonical frame)."""
+    pts = []
+    for r in rows:
+        inside = np.flatnonzero(b_c[r])
+        if inside.size < 10:
+            continue
+        lim = max(3, int(0.6 * inside[-1]))
+        seg = gx[r, 2:lim]
+        if seg.size < 3:
+            continue
+        if n_per_row == 1:
+            c = int(np.argmin(seg))
+            if seg[c] < 0:
+                pts.append((r, c + 2))
+            continue
+        mid = seg[1:-1]
+        mins = np.flatnonzero((mid < seg[:-2]) & (mid <= seg[2:]) & (mid < 0)) + 1
+        for c in mins[np.argsort(seg[mins])[:n_per_row]]:
+            pts.append((r, int(c) + 2))
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def _fit_straight_edge(data: np.ndarray, *, pixel_mm: float):
+    """RANSAC line through edge candidates: the inlier mask, or None when fewer than 40 % of the
+    rows with candidates (or fewer than 8) have a point on the line."""
+    from skimage.measure import LineModelND, ransac
+
+    try:
+        model, inliers = ransac(
+            data, LineModelND, min_samples=2, residual_threshold=max(2.0, 1.5 / pixel_mm),
+            max_trials=200, rng=0,
+        )
+    except Exception:  # noqa: BLE001 - a failed fit is a "no muscle found" answer
+        return None
+    if model is None or inliers is None:
+        return None
+    n_rows = np.unique(data[:, 0]).size
+    n_in = np.unique(data[inliers, 0]).size
+    if n_in < max(8, 0.4 * n_rows):
+        return None
+    return inliers
+
+
 def pectoral_mask(
     le: np.ndarray,
     breast: np.ndarray,
@@ -192,8 +257,6 @@ def pectoral_mask(
     ndarray of bool
         Muscle pixels (subset of ``breast``); empty if no plausible edge is found.
     """
-    from skimage.measure import LineModelND, ransac
-
     if chest_wall is None:
         chest_wall = _chest_wall_side(breast)
     a = _attenuation(le, dark_offset_dn)
@@ -205,48 +268,34 @@ def pectoral_mask(
     if flip_c:
         a_c, b_c = a_c[:, ::-1], b_c[:, ::-1]
     h, w = a_c.shape
-    sm = ndi.gaussian_filter(a_c, max(1.0, 1.0 / pixel_mm))
+    sigma_px = max(1.0, 1.0 / pixel_mm)
+    sm = ndi.gaussian_filter(a_c, sigma_px)
     # column gradient: attenuation *drop* going away from the chest wall is a negative derivative
     gx = ndi.sobel(sm, axis=1)
     rows = np.arange(0, h // 2, max(1, h // 200))
-    pts = []
-    for r in rows:
-        inside = np.flatnonzero(b_c[r])
-        if inside.size < 10:
+    # the strongest drop of each row; in dense breasts parenchymal edges may be stronger than the
+    # muscle edge on most rows, and then the straight edge is sought among the 3 strongest drops
+    # of each row (the muscle edge is among them; the parenchymal ones do not line up)
+    line = None
+    for n_per_row in (1, 3):
+        data = _edge_candidates(gx, b_c, rows, n_per_row)
+        inliers = _fit_straight_edge(data, pixel_mm=pixel_mm) if len(data) >= 8 else None
+        if inliers is None:
+            reason = "no straight edge found"
             continue
-        extent = inside[-1]
-        lim = max(3, int(0.6 * extent))
-        seg = gx[r, 2:lim]
-        if seg.size == 0:
-            continue
-        c = int(np.argmin(seg)) + 2
-        pts.append((r, c, -seg[c - 2]))
-    if len(pts) < 8:
+        # fit col = c0 + s * row on the inliers (least squares)
+        s, c0 = np.polyfit(data[inliers, 0], data[inliers, 1], 1)
+        # plausible pectoral: edge moves toward the chest wall going down (s < 0), starts away from it
+        if s < -0.05 and c0 > 5:
+            line = (s, c0)
+            break
+        reason = f"implausible edge (slope {s:.2f}, intercept {c0:.1f} px)"
+    if line is None:
+        logger.warning("pectoral muscle: %s; muscle not excluded", reason)
         return np.zeros_like(breast)
-    pts_a = np.asarray(pts, dtype=np.float64)
-    # keep edge points with a strong drop (above the median drop of the scanned rows)
-    strong = pts_a[:, 2] > 0
-    data = pts_a[strong][:, :2]
-    if len(data) < 8:
-        return np.zeros_like(breast)
-    try:
-        model, inliers = ransac(
-            data, LineModelND, min_samples=2, residual_threshold=max(2.0, 1.5 / pixel_mm),
-            max_trials=200, rng=0,
-        )
-    except Exception:  # noqa: BLE001 - a failed fit is a "no muscle found" answer
-        return np.zeros_like(breast)
-    if model is None or inliers is None or inliers.sum() < max(8, 0.4 * len(data)):
-        logger.warning("pectoral muscle: no straight edge found; muscle not excluded")
-        return np.zeros_like(breast)
-    inl = data[inliers]
-    # fit col = c0 + s * row on the inliers (least squares)
-    s, c0 = np.polyfit(inl[:, 0], inl[:, 1], 1)
-    # plausible pectoral: edge moves toward the chest wall going down (s < 0), starts away from it
-    if not (s < -0.05 and c0 > 5):
-        logger.warning("pectoral muscle: implausible edge (slope %.2f, intercept %.1f px); "
-                       "muscle not excluded", s, c0)
-        return np.zeros_like(breast)
+    s, c0 = line
+    # the gradient extremum lies inside a rounded muscle: move the line out (perpendicular to it)
+    c0 = c0 + _ROUNDED_EDGE_OFFSET_SIGMA * sigma_px * float(np.hypot(1.0, s))
     rr, cc = np.mgrid[0:h, 0:w]
     muscle = (cc < c0 + s * rr) & b_c
     if flip_c:
