@@ -243,17 +243,23 @@ def test_mass_truth_and_enhancement_label():
 
 
 def test_weak_cluster_label_follows_the_bpe_around_its_site():
-    # Masking truth rule (lesions.site_bpe_masking): a weak (< 0.3 mg/cm^2) enhancement is
-    # "indeterminate" when the noise-free BPE within 10 mm of its site spans >= 0.3 mg/cm^2
-    # between its 10th and 90th percentiles, else "no_enhancement".  Recomputed here from the
-    # truth maps with plain numpy (a disk, not the library helper), so the test can fail.
+    # Masking truth rule (lesions.expected_call / site_bpe_masking): a cluster is
+    # "indeterminate" when the noise-free BPE within 10 mm of its calcification box's centre
+    # spans >= max(0.3 mg/cm^2, E) between its 10th and 90th percentiles (E: the lesion iodine
+    # at the site, P90 over the box; < 0.3 here), else "no_enhancement".  Recomputed here from
+    # the truth maps with plain numpy (a disk, not the library helper), so the test can fail.
     spec = [{"type": "calcifications", "enhancement": "weak", "n_specks": 8}]
     hi = simulate_view(seed=6, scale=0.1, bpe_level="marked", lesions=spec, noise=False)
     lo = simulate_view(seed=6, scale=0.1, bpe_level="minimal", lesions=spec, noise=False)
     for sim in (hi, lo):
         (les_,) = sim.truth.lesions
+        r0, c0, r1, c1 = les_.calcification_bbox
+        lesion_io = sim.truth.iodine_mg_cm2 - sim.truth.bpe_iodine_mg_cm2
+        e_site = np.percentile(lesion_io[r0:r1, c0:c1], 90)
+        assert les_.site_iodine_excess_mg_cm2 == pytest.approx(e_site, abs=1e-6)
+        assert e_site < les.MASKING_THRESHOLD_MG_CM2
         rr, cc = np.indices(sim.truth.bpe_iodine_mg_cm2.shape)
-        d_mm = np.hypot(rr - les_.center_rc[0], cc - les_.center_rc[1]) * sim.pixel_mm
+        d_mm = np.hypot(rr - (r0 + r1 - 1) / 2, cc - (c0 + c1 - 1) / 2) * sim.pixel_mm
         near = (d_mm <= les.MASKING_RADIUS_MM) & sim.truth.breast_mask
         p10, p90 = np.percentile(sim.truth.bpe_iodine_mg_cm2[near], [10, 90])
         # the library's disk may include/exclude a rim pixel or two: 0.02 mg/cm^2 slack
@@ -265,6 +271,25 @@ def test_weak_cluster_label_follows_the_bpe_around_its_site():
     # enhancing BPE close by (3-8 % of FGT enhances): a sub-threshold enhancement, not masked
     assert hi.truth.lesions[0].expected_enhancement == "indeterminate"
     assert lo.truth.lesions[0].expected_enhancement == "no_enhancement"
+
+
+@pytest.mark.parametrize(("kind", "e_site", "spread", "want"), [
+    # BPE spread below the threshold: the site's own iodine decides
+    ("calcifications", 0.0, 0.1, "no_enhancement"),
+    ("calcifications", 0.2, 0.29, "no_enhancement"),
+    ("calcifications", 0.5, 0.2, "enhancement"),   # a cluster lying on another finding
+    ("mass", 1.0, 0.0, "enhancement"),
+    # BPE varying by the threshold hides threshold-level enhancement (and its absence)
+    ("calcifications", 0.0, 0.3, "indeterminate"),
+    ("calcifications", 0.2, 0.6, "indeterminate"),
+    # an enhancing finding is masked only if the BPE around it varies at least as much as it
+    ("nme", 0.5, 0.6, "indeterminate"),
+    ("nme", 0.5, 0.4, "enhancement"),
+    ("mass", 1.5, 1.5, "indeterminate"),
+    ("mass", 1.5, 1.2, "enhancement"),
+])
+def test_expected_call_masking_rule(kind, e_site, spread, want):
+    assert les.expected_call(kind, e_site, spread) == want
 
 
 def test_inserts_on_breast_exact():

@@ -19,25 +19,27 @@ sections 5 (iodine concentrations), 7 (calcifications) and 8 (BPE extent classes
   0.3 mg/cm^2 clinical threshold), placed inside enhancing BPE (moderate/marked views) or FGT
   (otherwise) when such a place exists.  Its label comes from the site, not from the view:
 
-  **Masking truth rule** (:func:`site_bpe_masking`).  A reader (or any detector) calls
-  enhancement by comparing the site with the tissue around it.  A threshold-level enhancement
-  (``MASKING_THRESHOLD_MG_CM2`` = 0.3 mg/cm^2) at the site is *hidden by BPE* when the BPE
-  around the site already varies by that much: BPE patches as bright as "site + threshold" are
-  then part of the surroundings, and an enhancement of that level is one more patch.  The
-  phantom knows the noise-free BPE iodine exactly, so the label uses it directly: with ``b`` the
-  BPE iodine (mg/cm^2) over the breast pixels within ``MASKING_RADIUS_MM`` (10 mm: the site
-  itself, ~6 mm across for the 3 mm-sigma weak enhancement, plus a ~5 mm surrounding that a
-  reader compares it with), the site is masked when ``P90(b) - P10(b) >= 0.3 mg/cm^2`` (the
-  brighter tenth of the surroundings exceeds the darker tenth by at least the threshold).
-  Masked -> ``indeterminate``; otherwise the weak enhancement is what it is, below the
-  threshold in a background that would have revealed threshold-level enhancement ->
-  ``no_enhancement``.  A weak site that happens to lie on another finding (a mass or NME) is
-  labelled ``enhancement`` when the lesion iodine (all findings, BPE excluded) reaches the
-  threshold at the 90th percentile of its calcification box.  The rule uses no noise and none of the analysis code (quantum noise
-  after the analysis' 1 mm smoothing is ~0.01-0.02 mg/cm^2 at 0.1-0.2 mm pixels, an order of
-  magnitude below the threshold).  The spread is stored in ``Lesion.background_bpe_spread_mg_cm2``
-  for every finding (for masses and NMEs it is information only: their label stays
-  ``enhancement``).
+  **Masking truth rule** (:func:`site_bpe_masking`, :func:`expected_call`).  A reader (or any
+  detector) calls enhancement by comparing the site with the tissue around it, so a site is
+  *masked by BPE* when the BPE around it varies by at least as much as what is to be told apart:
+  threshold-level enhancement (``MASKING_THRESHOLD_MG_CM2`` = 0.3 mg/cm^2: its absence cannot be
+  established) and the site's own enhancement (its presence cannot be told from BPE).  The
+  phantom knows the noise-free BPE and lesion iodine exactly, so the label uses them directly:
+  with ``b`` the BPE iodine (mg/cm^2) over the breast pixels within ``MASKING_RADIUS_MM`` (10 mm:
+  the site plus the ~5 mm surrounding a reader compares it with) of the calcification box's
+  centre, ``spread = P90(b) - P10(b)``, and ``E`` the site's own enhancement (the 90th
+  percentile, over the calcification box, of the iodine of all findings, BPE excluded), the
+  site is masked when ``spread >= max(0.3, E)``.  Masked -> ``indeterminate`` (any finding: a
+  mass, an NME, or a cluster with or without a weak enhancement); otherwise a mass or NME is
+  ``enhancement``, and a calcification cluster is ``enhancement`` when ``E >= 0.3`` (it lies on
+  another finding) or ``no_enhancement`` (no or sub-threshold iodine in a background that would
+  have revealed threshold-level enhancement).  For ``E < 0.3`` this is the rule of session 2
+  (BPE spread >= threshold); ``E`` in the comparison extends it to enhancing findings no
+  brighter than the BPE texture around them.  The rule uses no noise and none of the analysis
+  code (quantum noise after the analysis' smoothing is ~0.02 mg/cm^2, an order of magnitude
+  below the threshold).  ``Lesion.background_bpe_spread_mg_cm2`` and
+  ``Lesion.site_iodine_excess_mg_cm2`` store ``spread`` and ``E`` for every finding (centred
+  on the finding itself, ``E`` = its peak, when it has no calcifications).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ __all__ = [
     "render_insert",
     "CALC_MORPHOLOGIES",
     "MASKING_THRESHOLD_MG_CM2",
+    "expected_call",
     "MASKING_RADIUS_MM",
     "site_bpe_masking",
 ]
@@ -158,6 +161,7 @@ class Lesion:
     calcification_bbox: list[int] | None = None
     specks: list[Speck] = field(default_factory=list)
     background_bpe_mg_cm2: float = 0.0  # mean BPE iodine around the lesion
+    site_iodine_excess_mg_cm2: float = 0.0  # P90 of lesion iodine (BPE excluded) in the calcification box
     background_bpe_spread_mg_cm2: float = 0.0  # P90 - P10 of BPE iodine within 10 mm of the centre
 
     def to_json(self) -> dict:
@@ -383,20 +387,12 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
         sl, iodine_excess = iodine_excess
     else:
         size = 0.0
-    label = "enhancement"
-    spread = 0.0
-    if t == "calcifications":
-        if spec["enhancement"] == "weak":
-            sigma = 3.0
-            sl, dy, dx = _local_grid(anat, center, 3.5 * sigma)
-            iodine_excess = float(spec["weak_iodine_mg_cm2"]) * np.exp(-0.5 * (dx**2 + dy**2) / sigma**2)
-            iodine_excess = np.where(iodine_excess > 0.02 * float(spec["weak_iodine_mg_cm2"]), iodine_excess, 0.0)
-            masked, spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p,
-                                              breast_mask=anat.breast_mask & (anat.tissue_mm > 0))
-            label = "indeterminate" if masked else "no_enhancement"
-            size = 2.355 * sigma
-        else:
-            label = "no_enhancement"
+    if t == "calcifications" and spec["enhancement"] == "weak":
+        sigma = 3.0
+        sl, dy, dx = _local_grid(anat, center, 3.5 * sigma)
+        iodine_excess = float(spec["weak_iodine_mg_cm2"]) * np.exp(-0.5 * (dx**2 + dy**2) / sigma**2)
+        iodine_excess = np.where(iodine_excess > 0.02 * float(spec["weak_iodine_mg_cm2"]), iodine_excess, 0.0)
+        size = 2.355 * sigma
     if sl is not None and np.size(iodine_excess):
         # keep the lesion inside the breast
         iodine_excess = np.where(anat.breast_mask[sl] & (anat.tissue_mm[sl] > 0), iodine_excess, 0.0)
@@ -410,30 +406,61 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
         bg = float(ring.mean())
     else:
         bbox, peak, mean, bg = [0, 0, 0, 0], 0.0, 0.0, float(_local_mean(bpe_iodine, center, 10.0 / p))
-    if t != "calcifications" or spec["enhancement"] != "weak":
-        # the same BPE statistic for every finding (truth only: how much BPE surrounds it)
-        spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p,
-                                  breast_mask=anat.breast_mask & (anat.tissue_mm > 0))[1]
+    tissue = anat.breast_mask & (anat.tissue_mm > 0)
+    site_excess = peak
+    spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p, breast_mask=tissue)[1]
+    label = expected_call(t, site_excess, spread)
     les = Lesion(id=lesion_id, type=t, expected_enhancement=label, bbox=bbox, center_rc=center,
                  iodine_excess_mg_cm2=peak, iodine_mean_mg_cm2=mean, size_mm=size,
                  nme_subtype=spec["subtype"] if t == "nme" else None, background_bpe_mg_cm2=bg,
-                 background_bpe_spread_mg_cm2=spread)
+                 background_bpe_spread_mg_cm2=spread, site_iodine_excess_mg_cm2=site_excess)
     if spec.get("calcifications"):
         _render_specks(anat, spec, center, maps, les)
         cb = les.calcification_bbox
-        if (t == "calcifications" and spec["enhancement"] == "weak" and cb[2] > cb[0]
-                and cb[3] > cb[1]):
-            # the weak site may lie on another finding (a mass or NME drawn earlier): what
-            # enhances there is the lesion iodine (all findings, BPE excluded) in the cluster box
+        if cb[2] > cb[0] and cb[3] > cb[1]:
+            # the call is made at the calcifications: what enhances there is the lesion iodine of
+            # all findings (BPE excluded; a cluster may lie on a mass or NME drawn earlier)
             site_io = (maps["iodine"] - bpe_iodine)[cb[0]:cb[2], cb[1]:cb[3]]
-            if float(np.percentile(site_io, 90)) >= MASKING_THRESHOLD_MG_CM2:
-                les.expected_enhancement = label = "enhancement"
-        if t == "calcifications" and label == "no_enhancement" and spec["enhancement"] == "none":
+            site_excess = max(float(np.percentile(site_io, 90)), 0.0)
+            centre = ((cb[0] + cb[2] - 1) / 2.0, (cb[1] + cb[3] - 1) / 2.0)
+            spread = site_bpe_masking(bpe_iodine, centre, pixel_mm=p, breast_mask=tissue)[1]
+            les.expected_enhancement = label = expected_call(t, site_excess, spread)
+            les.background_bpe_spread_mg_cm2 = spread
+        les.site_iodine_excess_mg_cm2 = site_excess
+        if t == "calcifications" and spec["enhancement"] == "none":
             les.bbox = list(les.calcification_bbox)
         elif t == "calcifications":
             les.bbox = [min(les.bbox[0], les.calcification_bbox[0]), min(les.bbox[1], les.calcification_bbox[1]),
                         max(les.bbox[2], les.calcification_bbox[2]), max(les.bbox[3], les.calcification_bbox[3])]
     return les
+
+
+def expected_call(finding_type: str, site_excess_mg_cm2: float, spread_mg_cm2: float, *,
+                  threshold_mg_cm2: float = MASKING_THRESHOLD_MG_CM2) -> str:
+    """Expected enhancement call at a site (the masking truth rule, module docstring).
+
+    Parameters
+    ----------
+    finding_type : {"mass", "nme", "calcifications"}
+    site_excess_mg_cm2 : float
+        ``E``: the finding's own iodine at the site (BPE excluded).
+    spread_mg_cm2 : float
+        P90 - P10 of the noise-free BPE within ``MASKING_RADIUS_MM`` of the site.
+    threshold_mg_cm2 : float
+        Threshold-level enhancement (0.3 mg/cm^2).
+
+    Returns
+    -------
+    str
+        ``"indeterminate"`` when ``spread >= max(threshold, E)``; else ``"enhancement"`` for a
+        mass or NME, and for a cluster ``"enhancement"`` if ``E >= threshold`` else
+        ``"no_enhancement"``.
+    """
+    if spread_mg_cm2 >= max(threshold_mg_cm2, site_excess_mg_cm2):
+        return "indeterminate"
+    if finding_type in ("mass", "nme") or site_excess_mg_cm2 >= threshold_mg_cm2:
+        return "enhancement"
+    return "no_enhancement"
 
 
 def site_bpe_masking(bpe_iodine_mg_cm2: np.ndarray, center_rc, *, pixel_mm: float,
