@@ -67,9 +67,13 @@ TRUTH_DEFINITIONS = {
     "iodine_excess_mg_cm2": "peak iodine areal density of the finding itself (BPE excluded)",
     "bpe_category": "0 none, 1 minimal (<10 % of FGT enhancing), 2 mild (10-25 %), 3 moderate (25-50 %), "
                     "4 marked (>50 %)",
-    "expected_enhancement": "enhancement: iodine excess >= 0.1 mg/cm^2 visible over minimal/mild BPE; "
-                            "no_enhancement: no iodine within the cluster extent + 3 mm; indeterminate: weak "
-                            "excess (0.1-0.3 mg/cm^2) inside moderate or marked BPE",
+    "expected_enhancement": "masking truth rule at the calcification site (cemrecon.phantom.lesions."
+                            "expected_call): indeterminate when the noise-free BPE within 10 mm spans "
+                            "(P90 - P10) >= max(0.3 mg/cm^2, E), E = the finding's own iodine at the site; "
+                            "else enhancement for a mass or NME, and for a cluster enhancement if E >= 0.3 "
+                            "else no_enhancement",
+    "site_iodine_excess_mg_cm2": "E: P90 over the calcification box of the iodine of all findings, BPE excluded",
+    "background_bpe_spread_mg_cm2": "P90 - P10 of the noise-free BPE within 10 mm of the calcification box centre",
     "DN": "stored value = dark_offset_dn + gain_dn_per_keV x absorbed energy (keV) + noise, 14 bits",
 }
 

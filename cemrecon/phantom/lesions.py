@@ -162,7 +162,7 @@ class Lesion:
     specks: list[Speck] = field(default_factory=list)
     background_bpe_mg_cm2: float = 0.0  # mean BPE iodine around the lesion
     site_iodine_excess_mg_cm2: float = 0.0  # P90 of lesion iodine (BPE excluded) in the calcification box
-    background_bpe_spread_mg_cm2: float = 0.0  # P90 - P10 of BPE iodine within 10 mm of the centre
+    background_bpe_spread_mg_cm2: float = 0.0  # P90 - P10 of BPE iodine within 10 mm of the site
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -170,7 +170,7 @@ class Lesion:
         d["n_specks"] = len(self.specks)
         d["center_rc"] = [round(float(v), 2) for v in self.center_rc]
         for k in ("iodine_excess_mg_cm2", "iodine_mean_mg_cm2", "size_mm", "background_bpe_mg_cm2",
-                  "background_bpe_spread_mg_cm2"):
+                  "background_bpe_spread_mg_cm2", "site_iodine_excess_mg_cm2"):
             d[k] = round(float(d[k]), 5)
         return d
 
