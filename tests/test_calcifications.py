@@ -186,3 +186,25 @@ def test_noise_scale_invariance():
                                     k_sigma=6.0)
         found.append([c.n_calcifications for c in res.clusters])
     assert found[0] == found[1] == [5]
+
+
+# ----------------------------------------------------------------------------- speck shape tests
+def test_fine_linear_cast_is_a_speck_but_a_long_line_is_not():
+    """Fine linear calcifications (BI-RADS 4C) are duct casts <= 0.5 mm wide and up to a few mm
+    long; edges and vessels run for centimetres.  A 2 mm one-pixel-wide cast counts as one speck
+    (it was dropped by the former 1.5 mm length limit), a 4 mm line of the same contrast does not
+    (> max_length_mm = 2.5 mm).  Contrast z0 = 12 per pixel: P(a line pixel below the 5 sigma
+    threshold) ~ 1e-12, so both lines are fully above threshold and only the length test decides."""
+    from cemrecon.quantify.calcifications import detect_specks
+
+    g_noise, g_peak = _dog_gains()
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.0, SIGMA_LN, (200, 200))
+    amp = 12.0 * SIGMA_LN * g_noise / g_peak
+    a[60, 80:100] += amp  # 2.0 mm cast
+    a[140, 60:100] += amp  # 4.0 mm line
+    specks, _ = detect_specks(3000.0 * np.exp(-a), np.ones(a.shape, bool), pixel_mm=PX_MM)
+    near_cast = [s for s in specks if abs(s.row - 60) <= 2 and 78 <= s.col <= 101]
+    near_line = [s for s in specks if abs(s.row - 140) <= 2 and 58 <= s.col <= 101]
+    assert len(near_cast) == 1
+    assert near_line == []
