@@ -406,14 +406,12 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
         bg = float(ring.mean())
     else:
         bbox, peak, mean, bg = [0, 0, 0, 0], 0.0, 0.0, float(_local_mean(bpe_iodine, center, 10.0 / p))
-    tissue = anat.breast_mask & (anat.tissue_mm > 0)
-    site_excess = peak
-    spread = site_bpe_masking(bpe_iodine, center, pixel_mm=p, breast_mask=tissue)[1]
-    label = expected_call(t, site_excess, spread)
-    les = Lesion(id=lesion_id, type=t, expected_enhancement=label, bbox=bbox, center_rc=center,
+    # expected_enhancement, site_iodine_excess and background_bpe_spread are set below, once the
+    # site (the calcifications, or the finding itself when it has none) is known
+    les = Lesion(id=lesion_id, type=t, expected_enhancement="", bbox=bbox, center_rc=center,
                  iodine_excess_mg_cm2=peak, iodine_mean_mg_cm2=mean, size_mm=size,
-                 nme_subtype=spec["subtype"] if t == "nme" else None, background_bpe_mg_cm2=bg,
-                 background_bpe_spread_mg_cm2=spread, site_iodine_excess_mg_cm2=site_excess)
+                 nme_subtype=spec["subtype"] if t == "nme" else None, background_bpe_mg_cm2=bg)
+    site_centre, site_excess = center, peak
     if spec.get("calcifications"):
         _render_specks(anat, spec, center, maps, les)
         cb = les.calcification_bbox
@@ -422,16 +420,17 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
             # all findings (BPE excluded; a cluster may lie on a mass or NME drawn earlier)
             site_io = (maps["iodine"] - bpe_iodine)[cb[0]:cb[2], cb[1]:cb[3]]
             site_excess = max(float(np.percentile(site_io, 90)), 0.0)
-            centre = ((cb[0] + cb[2] - 1) / 2.0, (cb[1] + cb[3] - 1) / 2.0)
-            spread = site_bpe_masking(bpe_iodine, centre, pixel_mm=p, breast_mask=tissue)[1]
-            les.expected_enhancement = label = expected_call(t, site_excess, spread)
-            les.background_bpe_spread_mg_cm2 = spread
-        les.site_iodine_excess_mg_cm2 = site_excess
+            site_centre = ((cb[0] + cb[2] - 1) / 2.0, (cb[1] + cb[3] - 1) / 2.0)
         if t == "calcifications" and spec["enhancement"] == "none":
             les.bbox = list(les.calcification_bbox)
         elif t == "calcifications":
             les.bbox = [min(les.bbox[0], les.calcification_bbox[0]), min(les.bbox[1], les.calcification_bbox[1]),
                         max(les.bbox[2], les.calcification_bbox[2]), max(les.bbox[3], les.calcification_bbox[3])]
+    spread = site_bpe_masking(bpe_iodine, site_centre, pixel_mm=p,
+                              breast_mask=anat.breast_mask & (anat.tissue_mm > 0))[1]
+    les.site_iodine_excess_mg_cm2 = site_excess
+    les.background_bpe_spread_mg_cm2 = spread
+    les.expected_enhancement = expected_call(t, site_excess, spread)
     return les
 
 
