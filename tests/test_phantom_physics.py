@@ -385,3 +385,32 @@ def test_same_breast_in_mm_at_every_scale():
     ga = float(a.truth.glandular_fraction[a.truth.breast_mask].mean())
     gb = float(b.truth.glandular_fraction[b.truth.breast_mask].mean())
     assert gb == pytest.approx(ga, abs=0.02)
+
+
+def test_cluster_fallback_keeps_bpe_truth_equal_to_rendered_bpe():
+    """A non-enhancing cluster with nowhere iodine-free to go stays put and has the BPE under it
+    removed: from the rendered iodine *and* from the BPE truth (its label is computed from the
+    latter; before, the truth kept BPE that was no longer rendered and the site was labelled
+    masked). Iodine of a finding drawn earlier stays."""
+    from types import SimpleNamespace
+
+    shape, p = (120, 120), 0.2
+    anat = SimpleNamespace(pixel_mm=p, image_shape=shape, edge_distance_mm=np.full(shape, 50.0),
+                           pectoral_mask=np.zeros(shape, bool), fgt_mask=np.ones(shape, bool))
+    bpe = np.full(shape, 0.8)  # BPE everywhere: no iodine-free place exists
+    bpe_mask = np.ones(shape, bool)
+    lesion = np.zeros(shape)
+    lesion[55:65, 55:65] = 0.5
+    maps = {"iodine": bpe + lesion}
+    spec = {"enhancement": "none", "speck_offsets": [(0.0, 1.0, 1.0)]}
+    centre = (60.0, 60.0)
+    out = les._place_cluster(anat, spec, centre, maps, bpe, bpe_mask, "marked", np.random.default_rng(0))
+    assert out == centre
+    half = int(np.ceil((max(np.sqrt(2.0), 2.0) + 3.0) / p))
+    w = np.s_[60 - half:60 + half + 1, 60 - half:60 + half + 1]
+    assert np.all(bpe[w] == 0.0) and not bpe_mask[w].any()
+    np.testing.assert_array_equal(maps["iodine"][w], lesion[w])  # the earlier finding is kept
+    outside = np.ones(shape, bool)
+    outside[w] = False
+    assert np.all(bpe[outside] == 0.8) and bpe_mask[outside].all()
+    np.testing.assert_array_equal(maps["iodine"] - bpe, lesion)  # truth BPE == rendered BPE

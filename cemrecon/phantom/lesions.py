@@ -363,7 +363,7 @@ def render_lesion(anat, spec: dict, maps: dict, *, lesion_id: str, bpe_level: st
     center = anat.to_display(x, y)
     t = spec["type"]
     if t == "calcifications":
-        center = _place_cluster(anat, spec, center, maps, bpe_mask, bpe_level, rng)
+        center = _place_cluster(anat, spec, center, maps, bpe_iodine, bpe_mask, bpe_level, rng)
     p = anat.pixel_mm
     iodine_excess = np.zeros(0)
     sl = None
@@ -506,12 +506,16 @@ def site_bpe_masking(bpe_iodine_mg_cm2: np.ndarray, center_rc, *, pixel_mm: floa
     return bool(spread >= threshold_mg_cm2), spread
 
 
-def _place_cluster(anat, spec, center, maps, bpe_mask, bpe_level, rng):
+def _place_cluster(anat, spec, center, maps, bpe_iodine, bpe_mask, bpe_level, rng):
     """Move a calcification-only cluster to tissue that matches its label.
 
     ``enhancement="none"``: no iodine at all within the cluster extent + 3 mm;
     ``"weak"``: inside enhancing BPE (moderate/marked) or FGT (otherwise).  Falls back to the
-    drawn position (clearing iodine there for ``"none"``) when no such place is found.  The
+    drawn position when no such place is found; for ``"none"`` the BPE there is then removed
+    from the rendered iodine *and* from the BPE truth (``bpe_iodine``, ``bpe_mask``, modified in
+    place), so the truth BPE map stays the BPE that is rendered (the site's label is computed
+    from it).  Iodine of findings drawn earlier is kept: such a site is labelled by what
+    enhances there.  The
     placement only shapes the experiment: the weak site's label is decided afterwards from the
     BPE actually around it (:func:`site_bpe_masking`), so a fallback site outside BPE is not
     labelled masked.
@@ -548,7 +552,10 @@ def _place_cluster(anat, spec, center, maps, bpe_mask, bpe_level, rng):
             if ok(c):
                 return c
     if want == "none":
-        maps["iodine"][window(center)] = 0.0
+        w = window(center)
+        maps["iodine"][w] -= bpe_iodine[w]
+        bpe_iodine[w] = 0.0
+        bpe_mask[w] = False
     return center
 
 
