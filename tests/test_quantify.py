@@ -211,6 +211,46 @@ def test_non_mass_enhancement_on_fgt_no_brighter_than_bpe_is_masked():
     assert (mass.enhancement, mass.type) == ("enhancement", "mass")
 
 
+def test_glandular_texture_tells_bpe_like_enhancement_from_a_lesion():
+    # BPE is enhancement *of* FGT: its iodine scales with the glandular path of each ray, so on
+    # the LE glandular index it follows the gland texture (here 1.6 x g on the gland above 0.6:
+    # r ~ 0.95 on seeds 0-7); a lesion's iodine follows its own pattern (a flat 1.0 cross:
+    # |r| <= 0.22 on seeds 0-7).  Thresholds: r < 0.3 -> the view-level masking rule does not
+    # apply (a lesion, even on FGT in moderate BPE); r >= 0.6 -> BPE-like, indeterminate in any
+    # view.  Without the glandular index the old calls stand (the contrast this test checks).
+    from scipy import ndimage as ndi
+
+    px = 0.2
+    rng = np.random.default_rng(0)
+    io = rng.normal(0.0, 0.05, (300, 300))
+    rr, cc = np.mgrid[:300, :300]
+    d_mm = np.hypot(rr - 150, cc - 150) * px
+    f = ndi.gaussian_filter(rng.normal(size=io.shape), 1.0 / px)
+    f = f / f.std() + 2.0 * np.exp(-0.5 * (d_mm / 2.0) ** 2)  # gland under the site
+    gland = np.clip(0.5 + 0.2 * f, 0.0, 1.0)
+    bpe_like = 1.6 * gland * ((gland > 0.6) & (d_mm < 12.0))
+    cross = ((np.abs(rr - 150) * px < 2.0) & (np.abs(cc - 150) * px < 10.0)) | (
+        (np.abs(cc - 150) * px < 2.0) & (np.abs(rr - 150) * px < 10.0))
+    box = (140, 140, 160, 160)
+    kw = {"breast_mask": np.ones(io.shape, bool), "calc_mask": None, "pixel_mm": px,
+          "masking_level_mg_cm2": 1.5, "fgt_mask": np.ones(io.shape, bool)}
+    for level in ("moderate", "mild"):
+        lesion = measure_enhancement(io + cross, box, bpe_category=level, glandular_index=gland, **kw)
+        assert (lesion.enhancement, lesion.type) == ("enhancement", "nme")
+        bpe = measure_enhancement(io + bpe_like, box, bpe_category=level, glandular_index=gland, **kw)
+        assert bpe.enhancement == "indeterminate"
+        assert bpe.iodine_excess_mg_cm2 > 1.0  # well above threshold: masked, not faint
+    # without the LE texture: the masking rule takes the lesion on FGT in moderate BPE, and the
+    # BPE-like patch in a mild view is enhancement
+    assert measure_enhancement(io + cross, box, bpe_category="moderate", **kw).enhancement \
+        == "indeterminate"
+    assert measure_enhancement(io + bpe_like, box, bpe_category="mild", **kw).enhancement \
+        == "enhancement"
+    off = EnhancementConfig(gland_check=False)
+    assert measure_enhancement(io + bpe_like, box, bpe_category="mild", glandular_index=gland,
+                               config=off, **kw).enhancement == "enhancement"
+
+
 def test_nme_wedge_is_not_a_mass():
     # a wedge (triangle) of enhancement: convex but not elliptical (ellipse fill 0.83 < 0.9)
     px = 0.2

@@ -412,7 +412,8 @@ def analyze(
         results.append(measure_enhancement(
             rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
             n_calcifications=n_in, exclude_boxes=others, bpe_category=bpe.category,
-            masking_level_mg_cm2=masking_level, fgt_mask=seg.fgt_mask, config=cfg.enhancement))
+            masking_level_mg_cm2=masking_level, fgt_mask=seg.fgt_mask,
+            glandular_index=seg.glandular_index, config=cfg.enhancement))
     # BPE is background: enhancing findings are not part of it (second pass without them)
     found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
     lesion_px = np.logical_or.reduce(found) if found else None

@@ -85,6 +85,21 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    off, 96.4 % and 16.9 %; the 10 mm spread instead (own region excluded / included), 95.2 % and
    16.9 % / 85.7 % and 62.0 %; this rule and a 10 mm spread >= T, 92.9 % and 52.1 %.
 
+   **BPE-like texture** (``gland_check``, on when the LE glandular index is given): BPE is
+   enhancement *of* FGT, so its iodine scales with the glandular path of each ray and follows
+   the LE gland texture; a lesion's iodine follows its own vascular pattern.  For a non-mass
+   enhancement, ``r`` = Pearson correlation between the smoothed map and the glandular index over
+   the enhancing region and a ``gland_margin_mm`` (1 mm) rim, within ``masking_radius_mm`` of the
+   box centre (where the phantom's truth rule looks; a region merged with a BPE network further
+   out does not count).  ``r < gland_corr_bpe`` (0.3): not BPE-like, the masking rule above does
+   not apply; ``r >= gland_corr_masked`` (0.6): BPE-like, ``indeterminate`` in any view (a weak
+   site sitting on a BPE patch in calm surroundings, which the view-level rule misses in mild
+   BPE or when the patch outshines the view's BPE level).  Development seeds 8000-8023 and
+   9000-9035 (203 unmasked enhancing sites, 167 masked): sensitivity 89.2 -> 91.1 %, masked sites
+   indeterminate 77.8 -> 80.8 %; r separated masked from enhancing non-mass candidates with AUC
+   0.83-0.91 (per seed set).  Masses are not tested: the phantom's (and a real) mass displaces fat with
+   gland-like tissue along its chord, so its iodine follows its own LE density.
+
    ``cnr = excess / sigma``.  Too few background windows or ring pixels -> indeterminate.
 8. **Type.** When enhancing, the enhancing region is the smoothed map above ``P + O + excess / 2``
    (half height over the local background), the connected components within ``type_near_mm``
@@ -148,6 +163,11 @@ class EnhancementConfig:
     masking_fgt_fraction: float = 0.8
     masking_radius_mm: float = 10.0
     spread_fraction: float = 1.0
+    gland_check: bool = True
+    gland_corr_bpe: float = 0.3
+    gland_corr_masked: float = 0.6
+    gland_margin_mm: float = 1.0
+    min_gland_px: int = 10
     max_windows: int = 400
     simex_draws: int = 16
     mass_min_solidity: float = 0.85
@@ -228,6 +248,21 @@ def _simex_bias(values: np.ndarray, noise: np.ndarray, q: float, *, draws: int) 
     return (p1 - p0) / (np.sqrt(2.0) - 1.0)
 
 
+def _gland_correlation(sm: np.ndarray, gland: np.ndarray, region: np.ndarray, margin_px: int,
+                       min_px: int, near: np.ndarray) -> float:
+    """Pearson r between the smoothed iodine and the LE glandular index over ``region`` and a
+    ``margin_px`` rim around it, inside ``near`` (NaN with fewer than ``min_px`` usable pixels or a
+    flat map)."""
+    zone = ndi.binary_dilation(region, iterations=margin_px) if margin_px > 0 else region
+    zone = zone & near & np.isfinite(sm) & np.isfinite(gland)
+    if zone.sum() < min_px:
+        return float("nan")
+    x, y = gland[zone].astype(np.float64), sm[zone]
+    if x.std() <= 0 or y.std() <= 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float) -> str:
     from skimage.measure import label, regionprops
 
@@ -265,6 +300,7 @@ def measure_enhancement(
     bpe_category: str | None = None,
     masking_level_mg_cm2: float | None = None,
     fgt_mask: np.ndarray | None = None,
+    glandular_index: np.ndarray | None = None,
     config: EnhancementConfig | None = None,
 ) -> RoiEnhancement:
     """Enhancement call for one ROI.
@@ -301,6 +337,10 @@ def measure_enhancement(
         Fibroglandular tissue (from LE).  BPE is enhancement *of FGT*: when given, the masking
         check applies only to an enhancing region lying at least ``masking_fgt_fraction`` on FGT
         (an enhancement in fatty tissue cannot be BPE).
+    glandular_index : ndarray of float, optional
+        Glandular fraction per ray from LE (:func:`cemrecon.quantify.breast.segment_breast`).
+        With ``gland_check``, a non-mass enhancement is judged BPE-like from how closely its
+        iodine follows this glandular texture (module docstring, step 7).
     config : EnhancementConfig, optional
 
     Returns
@@ -435,11 +475,14 @@ def measure_enhancement(
     limit = max(cfg.z_detect * sigma_bg, r_hi - offset)
     masked_view = bpe_category in cfg.masking_bpe
 
+    def near_centre() -> np.ndarray:
+        """Pixels within masking_radius_mm of the box centre."""
+        yy_all, xx_all = np.indices(sm.shape)
+        return np.hypot((yy_all - cy) * pixel_mm, (xx_all - cx) * pixel_mm) <= cfg.masking_radius_mm
+
     def wide_spread() -> float:
         """P90 - P10 of the surroundings within masking_radius_mm of the box centre (box excluded)."""
-        yy_all, xx_all = np.indices(sm.shape)
-        near_c = np.hypot((yy_all - cy) * pixel_mm, (xx_all - cx) * pixel_mm) <= cfg.masking_radius_mm
-        near_c &= finite & ~ndi.binary_dilation(site, iterations=gap)
+        near_c = near_centre() & finite & ~ndi.binary_dilation(site, iterations=gap)
         if near_c.sum() < cfg.min_ring_px:
             return 0.0
         lo_, hi_ = np.percentile(sm[near_c], [100.0 - cfg.masking_percentile, cfg.masking_percentile])
@@ -467,12 +510,22 @@ def measure_enhancement(
         on_fgt = 1.0
         if fgt_mask is not None and region.any():
             on_fgt = float(np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1][region].mean())
+        gcorr = nan
+        if cfg.gland_check and glandular_index is not None and etype == "nme":
+            gcorr = _gland_correlation(sm, np.asarray(glandular_index)[R0:R1, C0:C1], region,
+                                       round(cfg.gland_margin_mm / pixel_mm), cfg.min_gland_px,
+                                       near_centre())
         if (cfg.masking_check and masked_view and etype == "nme"
                 and masking_level_mg_cm2 is not None and on_fgt >= cfg.masking_fgt_fraction
-                and s_site < masking_level_mg_cm2 + cfg.masking_margin * thr):
+                and s_site < masking_level_mg_cm2 + cfg.masking_margin * thr
+                and not gcorr < cfg.gland_corr_bpe):
             logger.info("ROI %s: non-mass enhancement on FGT (%.0f %%; site %.2f mg/cm^2) not "
                         "brighter than the view's %s BPE (%.2f): masked, indeterminate",
                         list(bbox), 100 * on_fgt, s_site, bpe_category, masking_level_mg_cm2)
+            call, etype = "indeterminate", None
+        elif cfg.masking_check and etype == "nme" and gcorr >= cfg.gland_corr_masked:
+            logger.info("ROI %s: non-mass enhancement whose iodine follows the glandular texture "
+                        "(r = %.2f) like BPE: masked, indeterminate", list(bbox), gcorr)
             call, etype = "indeterminate", None
         else:
             emask = np.zeros(io.shape, dtype=bool)
