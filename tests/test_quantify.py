@@ -251,6 +251,33 @@ def test_glandular_texture_tells_bpe_like_enhancement_from_a_lesion():
                                config=off, **kw).enhancement == "enhancement"
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_clustered_nme_whose_clumps_fill_the_ring_is_enhancement(seed):
+    # A clustered NME: 14 clumps (hemispherical profile 0.9 mg/cm^2, radius 3 mm) within 14 mm
+    # of the site, on a flat background.  The ring around the site's own clump lies on the other
+    # clumps, so the local limit can exceed the local excess (seed 4: 0.04 against 1.13, was
+    # indeterminate); the site then stands out of the breast's windows by ~0.8 mg/cm^2.
+    # Known answer: P90 over the 6.2 mm box of a clump centred in it = the profile at the radius
+    # holding 10 % of the box (1.1 mm): 0.9 sqrt(1 - (1.1 / 3)^2) = 0.84, less ~0.03 from the
+    # 0.5 mm smoothing of the dome -> 0.81; white noise 0.05 -> 0.006 after smoothing; +-0.06.
+    px, n, c = 0.2, 400, 200
+    rr, cc = np.mgrid[:n, :n]
+    rng = np.random.default_rng(seed)
+    io = rng.normal(0.0, 0.05, (n, n))
+    clumps = np.zeros((n, n))
+    centres = [(c, c)]
+    while len(centres) < 14:
+        ang, rad = rng.uniform(0, 2 * np.pi), rng.uniform(4.0, 14.0) / px
+        centres.append((c + rad * np.sin(ang), c + rad * np.cos(ang)))
+    for y, x in centres:
+        r_mm = np.hypot(rr - y, cc - x) * px
+        clumps = np.maximum(clumps, 0.9 * np.sqrt(np.clip(1 - (r_mm / 3.0) ** 2, 0, 1)))
+    res = measure_enhancement(io + clumps, (c - 15, c - 15, c + 16, c + 16),
+                              breast_mask=np.ones((n, n), bool), calc_mask=None, pixel_mm=px)
+    assert (res.enhancement, res.type) == ("enhancement", "nme")
+    assert res.iodine_excess_mg_cm2 == pytest.approx(0.81, abs=0.06)
+
+
 def test_nme_wedge_is_not_a_mass():
     # a wedge (triangle) of enhancement: convex but not elliptical (ellipse fill 0.83 < 0.9)
     px = 0.2

@@ -45,6 +45,14 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    physics.md section 8):
 
    * ``enhancement`` if ``excess >= T`` and ``excess >= L``;
+   * ``enhancement`` also if ``excess < L`` (the ring too variable to judge locally) but the
+     site stands out of the breast's tissue: ``S - B >= T`` and ``>= z_detect`` robust SDs of the
+     ROI-sized windows within ``search_mm`` (``B`` their median, step 4; the same percentile
+     statistic, so no noise-bias term).  The ring then lies on the finding itself: a clustered
+     NME whose clumps do not join the site's own region at half height.  The excess, limit and
+     cnr are then reported against ``B`` and the windows' SD, and the region for the type is the
+     map above ``B + (S - B) / 2``.  Development seeds 8000-8023 and 9000-9035: one clustered NME
+     (4 views) went indeterminate -> enhancement, no other call changed;
    * ``no_enhancement`` if ``excess < T`` and ``L <= T`` (a threshold-level enhancement would
      have been revealed); in a view with moderate or marked BPE (``masking_bpe``) it needs
      ``L <= masking_limit_fraction * T`` (0.5: a background that only just reveals
@@ -488,8 +496,22 @@ def measure_enhancement(
         lo_, hi_ = np.percentile(sm[near_c], [100.0 - cfg.masking_percentile, cfg.masking_percentile])
         return float(hi_ - lo_)
 
+    # the wide view: the site against the ROI-sized windows of the breast within search_mm (the
+    # same statistic, so no noise-bias correction); robust SD of the windows
+    wide_excess = s_site - wide_bg
+    wide_sd = max(1.4826 * float(np.median(np.abs(null - wide_bg))), 1e-6)
     if excess >= thr and excess >= limit:
         call = "enhancement"
+    elif excess < limit and wide_excess >= thr and wide_excess >= cfg.z_detect * wide_sd:
+        # the ring is too variable to judge locally, but the site and its surroundings stand out
+        # of the breast's tissue: the ring lies on the finding itself (a clustered NME whose clumps
+        # do not join the site's own region at half height)
+        logger.info("ROI %s: ring too variable (excess %.2f, limit %.2f) but the site stands %.2f "
+                    "mg/cm^2 above the breast's windows (robust SD %.2f): enhancement",
+                    list(bbox), excess, limit, wide_excess, wide_sd)
+        call = "enhancement"
+        excess, limit, sigma_bg = wide_excess, cfg.z_detect * wide_sd, wide_sd
+        plane_site, offset = wide_bg, 0.0
     elif (excess < thr and limit <= thr * (cfg.masking_limit_fraction if masked_view else 1.0)
           and wide_spread() < cfg.spread_fraction * thr):  # only a no_enhancement candidate needs it
         call = "no_enhancement"
