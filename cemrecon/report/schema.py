@@ -44,17 +44,23 @@ Meaning of the fields
   NME larger than the box is not its own background.  The local background is a robust plane
   fitted over a 5 mm ring around the ROI and its grown region (other findings skipped,
   re-fitted on pixels within 2.5 robust SDs).  ``iodine_excess_mg_cm2`` = site statistic (90th
-  percentile of the 1 mm-smoothed iodine) - plane - the 90th percentile of the ring's inlier
-  residuals (what a box of pure background would read); ``detectability_limit_mg_cm2`` =
-  max(3 x the ring's robust SD, ring 90th percentile - inlier 90th percentile); ``cnr`` =
-  excess / robust SD.
+  percentile of the 0.5 mm-smoothed iodine) - plane - the noise push of that percentile (what a
+  box of pure background would read, estimated for the site by simulation-extrapolation);
+  ``detectability_limit_mg_cm2`` = max(3 x the ring's robust SD, ring 90th percentile - inlier
+  90th percentile); ``cnr`` = excess / robust SD.  When the ring is too variable to judge but the
+  site stands >= the threshold and >= 3 robust SDs above the ROI-sized windows of the breast
+  within 30 mm (the ring lies on the finding itself, e.g. a clustered NME), the three numbers are
+  taken against those windows (their median and robust SD) instead.
 * **Calls.**  ``enhancement`` when the excess is at least the clinical threshold (0.3 mg/cm^2)
   *and* the limit; ``no_enhancement`` when it is below the threshold *and* the limit is at most
-  the threshold (half of it when the view's BPE is moderate or marked): a threshold-level
-  enhancement would have been seen; otherwise ``indeterminate`` (background too variable:
-  never reported as no enhancement).  Masking by BPE: in a moderate or marked view, a
-  non-mass enhancement lying >= 80 % on FGT that does not outshine the view's BPE (90th
-  percentile) by the threshold is ``indeterminate``; compact convex masses are exempt.
+  the threshold (half of it when the view's BPE is moderate or marked), and the surroundings
+  within 10 mm span less than the threshold: a threshold-level enhancement would have been seen;
+  otherwise ``indeterminate`` (background too variable: never reported as no enhancement).
+  Masking by BPE: in a moderate or marked view, a non-mass enhancement lying >= 80 % on FGT that
+  does not outshine the view's BPE (90th percentile) by the threshold is ``indeterminate``,
+  unless its iodine does not follow the LE glandular texture (correlation < 0.3 within 10 mm:
+  not BPE-like); in any view, a non-mass enhancement whose iodine follows that texture like BPE
+  (correlation >= 0.6) is ``indeterminate``; compact convex masses are exempt.
   ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``.
   Lack of enhancement is not proof of benignity: read it with the LE morphology.
 * Numbers that could not be measured (no usable background) are ``null``.
