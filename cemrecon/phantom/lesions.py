@@ -318,7 +318,7 @@ def lesion_center_mm(anat, spec: dict) -> tuple[float, float]:
     """Canonical (x from chest wall, y) in mm of a finding in this view."""
     depth, u, v = spec["position"]
     a = anat.geometry["depth_mm"] if anat.view == "CC" else anat.geometry["depth_mm"] / 1.12
-    a = min(a, anat.shape.depth_mm * (1.0 if anat.view == "CC" else 1.0))
+    a = min(a, anat.shape.depth_mm)
     lateral = u if anat.view == "CC" else (u + v) / math.sqrt(2.0)
     b = anat.shape.half_width_mm
     x = depth * a
