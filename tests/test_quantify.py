@@ -50,7 +50,7 @@ def test_enhancement_disc_on_flat_background():
     io[np.hypot(rr - 100, cc - 100) * px < 4.0] += 1.0
     res = measure_enhancement(io, (84, 84, 117, 117), breast_mask=np.ones(io.shape, bool),
                               calc_mask=None, pixel_mm=px)
-    assert res.enhancement == "enhancement"
+    assert (res.enhancement, res.reason) == ("enhancement", "above_local_background")
     assert res.iodine_excess_mg_cm2 == pytest.approx(1.0, abs=0.05)
     assert res.type == "mass"
     # the limit is 3 x the spread of background windows: noise only, far below the threshold
@@ -98,10 +98,20 @@ def test_no_enhancement_on_flat_background_and_calcifications_excluded():
     io[calc] = -0.7  # calcifications read as negative iodine on RC (physics.md section 7)
     res = measure_enhancement(io, (88, 88, 112, 112), breast_mask=np.ones(io.shape, bool),
                               calc_mask=calc, pixel_mm=px)
-    assert res.enhancement == "no_enhancement"
+    assert (res.enhancement, res.reason) == ("no_enhancement", "below_threshold")
     # with the specks excluded the site reads as background: |excess| within 4 noise sigmas of
     # the smoothed map's 90th percentile spread (~0.01: 0.006 smoothed noise)
     assert abs(res.iodine_excess_mg_cm2) < 0.04
+
+
+def test_roi_outside_the_breast_is_indeterminate_with_no_background():
+    io = _flat_iodine(seed=4)
+    breast = np.zeros(io.shape, bool)
+    breast[:, :100] = True
+    res = measure_enhancement(io, (90, 150, 110, 170), breast_mask=breast, calc_mask=None,
+                              pixel_mm=0.2)
+    assert (res.enhancement, res.reason) == ("indeterminate", "no_background")
+    assert res.to_dict()["iodine_excess_mg_cm2"] is None  # not measured: null, not a number
 
 
 def test_textured_background_is_indeterminate_never_no_enhancement():
@@ -116,7 +126,7 @@ def test_textured_background_is_indeterminate_never_no_enhancement():
     res = measure_enhancement(io, (138, 138, 162, 162), breast_mask=np.ones(io.shape, bool),
                               calc_mask=None, pixel_mm=px)
     assert res.detectability_limit_mg_cm2 > 0.3
-    assert res.enhancement == "indeterminate"
+    assert (res.enhancement, res.reason) == ("indeterminate", "background_too_variable")
 
 
 def test_distant_bpe_patches_do_not_make_a_clean_site_indeterminate():
@@ -239,11 +249,13 @@ def test_glandular_texture_tells_bpe_like_enhancement_from_a_lesion():
         assert (lesion.enhancement, lesion.type) == ("enhancement", "nme")
         bpe = measure_enhancement(io + bpe_like, box, bpe_category=level, glandular_index=gland, **kw)
         assert bpe.enhancement == "indeterminate"
+        # moderate: the BPE-level rule takes it first; mild has no such rule, the texture does
+        assert bpe.reason == {"moderate": "bpe_level", "mild": "bpe_texture"}[level]
         assert bpe.iodine_excess_mg_cm2 > 1.0  # well above threshold: masked, not faint
     # without the LE texture: the masking rule takes the lesion on FGT in moderate BPE, and the
     # BPE-like patch in a mild view is enhancement
-    assert measure_enhancement(io + cross, box, bpe_category="moderate", **kw).enhancement \
-        == "indeterminate"
+    no_texture = measure_enhancement(io + cross, box, bpe_category="moderate", **kw)
+    assert (no_texture.enhancement, no_texture.reason) == ("indeterminate", "bpe_level")
     assert measure_enhancement(io + bpe_like, box, bpe_category="mild", **kw).enhancement \
         == "enhancement"
     off = EnhancementConfig(gland_check=False)
@@ -276,6 +288,8 @@ def test_clustered_nme_whose_clumps_fill_the_ring_is_enhancement(seed):
                               breast_mask=np.ones((n, n), bool), calc_mask=None, pixel_mm=px)
     assert (res.enhancement, res.type) == ("enhancement", "nme")
     assert res.iodine_excess_mg_cm2 == pytest.approx(0.81, abs=0.06)
+    if seed == 4:  # the case the ring alone could not judge
+        assert res.reason == "above_breast_background"
 
 
 def test_nme_wedge_is_not_a_mass():

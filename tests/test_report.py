@@ -32,6 +32,14 @@ def test_schema_accepts_valid_and_names_bad_fields():
         validate_analysis([_entry(bbox=[1, 2, 3])])
     with pytest.raises(ValueError, match="top level must be a list"):
         validate_analysis({"a": 1})
+    # the reason must be one that gives the call (files from before the field: no reason, valid)
+    validate_analysis([_entry(reason="above_breast_background")])
+    validate_analysis([_entry(enhancement="indeterminate", type=None, reason="bpe_texture")])
+    with pytest.raises(ValueError, match=r"rois\[0\]\.reason: for 'no_enhancement' must be one of "
+                                         r"\['below_threshold'\]"):
+        validate_analysis([_entry(enhancement="no_enhancement", type=None, reason="bpe_level")])
+    with pytest.raises(ValueError, match=r"\.reason"):
+        validate_analysis([_entry(reason="because")])
 
 
 def test_write_analysis_atomic(tmp_path):
@@ -101,6 +109,7 @@ def test_cli_analyze_end_to_end(tmp_path, capsys):
         ("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
     user = [r for e in doc for r in e["rois"] if r["source"] == "user"]
     assert len(user) == 1 and user[0]["bbox"] == [100, 200, 130, 230]
+    assert all("reason" in r for e in doc for r in e["rois"])  # every call says why
     assert len(list(out.glob("*.png"))) == 4
     # a bad ROI file is a usage error naming the file and the field
     rois.write_text(json.dumps([{"laterality": "R", "view": "CC"}]))

@@ -23,6 +23,7 @@ from cemrecon.quantify.analyze import (
 )
 from cemrecon.quantify.bpe import BPE_CATEGORIES, BpeResult, bpe_category
 from cemrecon.quantify.enhancement import (
+    CALL_REASONS,
     ENHANCEMENT_CALLS,
     EnhancementConfig,
     RoiEnhancement,
@@ -30,6 +31,7 @@ from cemrecon.quantify.enhancement import (
 
 __all__ = [
     "BPE_CATEGORIES",
+    "CALL_REASONS",
     "ENHANCEMENT_CALLS",
     "AnalyzeConfig",
     "BpeResult",

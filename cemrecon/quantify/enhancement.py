@@ -132,6 +132,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
+    "CALL_REASONS",
     "DEFAULT_THRESHOLD_MG_CM2",
     "ENHANCEMENT_CALLS",
     "ENHANCEMENT_TYPES",
@@ -144,6 +145,16 @@ logger = logging.getLogger(__name__)
 
 ENHANCEMENT_CALLS = ("enhancement", "no_enhancement", "indeterminate")
 ENHANCEMENT_TYPES = ("mass", "nme")
+#: Why a call was made (``RoiEnhancement.reason``; module docstring, step 7), and the call it gives.
+CALL_REASONS = {
+    "above_local_background": "enhancement",     # excess >= threshold and >= the ring's limit
+    "above_breast_background": "enhancement",    # ring on the finding: against the breast's windows
+    "below_threshold": "no_enhancement",         # a threshold-level enhancement would have been seen
+    "background_too_variable": "indeterminate",  # ring limit or 10 mm surroundings too variable
+    "bpe_level": "indeterminate",                # non-mass on FGT no brighter than the view's BPE
+    "bpe_texture": "indeterminate",              # non-mass whose iodine follows the LE gland texture
+    "no_background": "indeterminate",            # too few usable site, window or ring pixels
+}
 
 #: Clinical enhancement threshold (mg I/cm^2): residual tissue signal of a calibrated system stays
 #: below 0.3 mg/cm^2 (SenoBright HD QC, physics.md section 8), so less is not called enhancement.
@@ -211,6 +222,7 @@ class RoiEnhancement:
     detectability_limit_mg_cm2: float
     cnr: float
     enhancing_mask: np.ndarray | None = None  # full-image mask of the enhancing region (or None)
+    reason: str = "no_background"  # one of CALL_REASONS
 
     def to_dict(self) -> dict:
         def r(x: float) -> float | None:
@@ -225,6 +237,7 @@ class RoiEnhancement:
             "iodine_excess_mg_cm2": r(self.iodine_excess_mg_cm2),
             "detectability_limit_mg_cm2": r(self.detectability_limit_mg_cm2),
             "cnr": r(self.cnr),
+            "reason": self.reason,
         }
 
 
@@ -389,7 +402,7 @@ def measure_enhancement(
         logger.warning("ROI %s: fewer than 3 usable pixels (outside the breast or all "
                        "calcification); indeterminate", list(bbox))
         return RoiEnhancement(tuple(int(v) for v in (r0, c0, r1, c1)), source, n_calcifications,
-                              "indeterminate", None, nan, nan, nan)
+                              "indeterminate", None, nan, nan, nan, reason="no_background")
     gap = max(1, round(cfg.ring_gap_mm / pixel_mm))
     # smoothed map (normalised convolution over usable pixels): quantum noise down, lesions kept
     sig = max(0.5, cfg.stat_smooth_mm / pixel_mm)
@@ -430,7 +443,8 @@ def measure_enhancement(
     if null.size < cfg.min_windows or not np.isfinite(s_site):
         logger.info("ROI %s: %d background windows inside the breast (need %d); indeterminate",
                     list(bbox), null.size, cfg.min_windows)
-        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan)
+        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan,
+                              reason="no_background")
     thr = cfg.threshold_mg_cm2
     wide_bg = float(np.median(null))
     finite = np.isfinite(sm)
@@ -453,7 +467,8 @@ def measure_enhancement(
     if ring.sum() < cfg.min_ring_px:
         logger.info("ROI %s: %d usable ring pixels (need %d); indeterminate", list(bbox),
                     int(ring.sum()), cfg.min_ring_px)
-        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan)
+        return RoiEnhancement(box, source, n_calcifications, "indeterminate", None, nan, nan, nan,
+                              reason="no_background")
     # robust plane: least squares, then re-fits on the pixels within 2.5 robust SDs
     cy, cx = (sr0 + sr1 - 1) / 2.0, (sc0 + sc1 - 1) / 2.0
     yy, xx = np.nonzero(ring)
@@ -505,7 +520,7 @@ def measure_enhancement(
     wide_excess = s_site - wide_bg
     wide_sd = max(1.4826 * float(np.median(np.abs(null - wide_bg))), 1e-6)
     if excess >= thr and excess >= limit:
-        call = "enhancement"
+        call, reason = "enhancement", "above_local_background"
     elif excess < limit and wide_excess >= thr and wide_excess >= cfg.z_detect * wide_sd:
         # the ring is too variable to judge locally, but the site and its surroundings stand out
         # of the breast's tissue: the ring lies on the finding itself (a clustered NME whose clumps
@@ -513,14 +528,14 @@ def measure_enhancement(
         logger.info("ROI %s: ring too variable (excess %.2f, limit %.2f) but the site stands %.2f "
                     "mg/cm^2 above the breast's windows (robust SD %.2f): enhancement",
                     list(bbox), excess, limit, wide_excess, wide_sd)
-        call = "enhancement"
+        call, reason = "enhancement", "above_breast_background"
         excess, limit, sigma_bg = wide_excess, cfg.z_detect * wide_sd, wide_sd
         plane_site, offset = wide_bg, 0.0
     elif (excess < thr and limit <= thr * (cfg.masking_limit_fraction if masked_view else 1.0)
           and wide_spread() < cfg.spread_fraction * thr):  # only a no_enhancement candidate needs it
-        call = "no_enhancement"
+        call, reason = "no_enhancement", "below_threshold"
     else:
-        call = "indeterminate"
+        call, reason = "indeterminate", "background_too_variable"
     cnr = excess / sigma_bg
 
     etype = None
@@ -548,16 +563,16 @@ def measure_enhancement(
             logger.info("ROI %s: non-mass enhancement on FGT (%.0f %%; site %.2f mg/cm^2) not "
                         "brighter than the view's %s BPE (%.2f): masked, indeterminate",
                         list(bbox), 100 * on_fgt, s_site, bpe_category, masking_level_mg_cm2)
-            call, etype = "indeterminate", None
+            call, etype, reason = "indeterminate", None, "bpe_level"
         elif cfg.masking_check and etype == "nme" and gcorr >= cfg.gland_corr_masked:
             logger.info("ROI %s: non-mass enhancement whose iodine follows the glandular texture "
                         "(r = %.2f) like BPE: masked, indeterminate", list(bbox), gcorr)
-            call, etype = "indeterminate", None
+            call, etype, reason = "indeterminate", None, "bpe_texture"
         else:
             emask = np.zeros(io.shape, dtype=bool)
             emask[R0:R1, C0:C1] = region
     return RoiEnhancement(
         bbox=(r0, c0, r1, c1), source=source, n_calcifications=int(n_calcifications),
         enhancement=call, type=etype, iodine_excess_mg_cm2=excess,
-        detectability_limit_mg_cm2=limit, cnr=cnr, enhancing_mask=emask,
+        detectability_limit_mg_cm2=limit, cnr=cnr, enhancing_mask=emask, reason=reason,
     )

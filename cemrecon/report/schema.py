@@ -22,7 +22,8 @@
             "type": null,                          # "mass" | "nme" when enhancing, else null
             "iodine_excess_mg_cm2": 0.04,          # site statistic minus its background median
             "detectability_limit_mg_cm2": 0.12,    # what the background could hide (see below)
-            "cnr": 1.0                             # excess / background spread
+            "cnr": 1.0,                            # excess / background spread
+            "reason": "below_threshold"            # why this call (see below)
           }
         ]
       }
@@ -63,6 +64,13 @@ Meaning of the fields
   (correlation >= 0.6) is ``indeterminate``; compact convex masses are exempt.
   ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``.
   Lack of enhancement is not proof of benignity: read it with the LE morphology.
+* **Reason** (``reason``), why the call was made: ``above_local_background`` (enhancement over the
+  ring), ``above_breast_background`` (enhancement judged against the breast's windows: the ring
+  lies on the finding), ``below_threshold`` (no enhancement), ``background_too_variable`` (ring or
+  10 mm surroundings too variable), ``bpe_level`` (non-mass on FGT no brighter than the view's
+  BPE), ``bpe_texture`` (non-mass whose iodine follows the LE glandular texture),
+  ``no_background`` (too few usable pixels to judge).  The last four are ``indeterminate``.
+  Files written before the field existed lack it; readers should accept that.
 * Numbers that could not be measured (no usable background) are ``null``.
 
 Each view also gets a PNG ``<study_uid>_<laterality>_<view>_<acquisition_index>.png`` next to
@@ -76,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from cemrecon._fileio import write_json_atomic
+from cemrecon.quantify.enhancement import CALL_REASONS
 
 __all__ = ["SCHEMA_VERSION", "validate_analysis", "write_analysis"]
 
@@ -133,6 +142,10 @@ def validate_analysis(obj: Any) -> None:
             for key in ("iodine_excess_mg_cm2", "detectability_limit_mg_cm2", "cnr"):
                 if not _num_or_null(r.get(key, "missing")):
                     raise ValueError(f"{wr}.{key}: must be a number or null, got {r.get(key)!r}")
+            if "reason" in r and CALL_REASONS.get(r["reason"]) != r["enhancement"]:
+                want = [k for k, v in CALL_REASONS.items() if v == r["enhancement"]]
+                raise ValueError(f"{wr}.reason: for {r['enhancement']!r} must be one of {want}, "
+                                 f"got {r['reason']!r}")
 
 
 def write_analysis(entries: list[dict], path: str | os.PathLike) -> Path:
