@@ -76,6 +76,20 @@ def test_cohort_tables_reproduce_seed_study():
         diagnostic_performance([{"enhancement": "enhancement", "pathology": "unknown"}])
 
 
+def test_roi_labels_say_why():
+    from cemrecon.quantify.enhancement import RoiEnhancement
+    from cemrecon.report.figures import roi_label
+
+    def roi(call, typ, reason):
+        return RoiEnhancement((0, 0, 1, 1), "detected", 5, call, typ, 0.5, 0.1, 5.0, reason=reason)
+
+    assert roi_label(roi("indeterminate", None, "bpe_texture")) == "indeterminate: bpe texture"
+    assert roi_label(roi("enhancement", "nme", "above_local_background")) == "enhancement (nme)"
+    assert roi_label(roi("enhancement", "nme", "above_breast_background")) == \
+        "enhancement (nme), vs breast"
+    assert roi_label(roi("no_enhancement", None, "below_threshold")) == "no_enhancement"
+
+
 def test_view_figure_written(tmp_path):
     from cemrecon.quantify import UserRoi, analyze
     from cemrecon.report.figures import view_figure_name, write_view_figure

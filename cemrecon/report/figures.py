@@ -15,10 +15,22 @@ import numpy as np
 
 from cemrecon._fileio import atomic_write
 
-__all__ = ["view_figure_name", "write_view_figure"]
+__all__ = ["roi_label", "view_figure_name", "write_view_figure"]
 
 #: Colour of each call on the figure.
 CALL_COLOURS = {"enhancement": "red", "no_enhancement": "lime", "indeterminate": "orange"}
+
+
+def roi_label(roi) -> str:
+    """Text drawn by an ROI: the call, the type when enhancing, and why when indeterminate
+    (``indeterminate: bpe texture``) or when judged against the breast instead of the ring."""
+    label = roi.enhancement + (f" ({roi.type})" if roi.type else "")
+    reason = getattr(roi, "reason", None)
+    if roi.enhancement == "indeterminate" and reason:
+        label += ": " + reason.replace("_", " ")
+    elif reason == "above_breast_background":
+        label += ", vs breast"
+    return label
 
 
 def view_figure_name(study_uid: str | None, laterality: str | None, view: str | None,
@@ -66,7 +78,11 @@ def write_view_figure(analysis: Any, path: str | os.PathLike, *, dpi: int = 100,
     axes[0].imshow(att[::step, ::step], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
                    extent=(0, le.shape[1], le.shape[0], 0))
     axes[0].set_title("LE (attenuation)")
-    ilo, ihi = -0.5, max(1.5, float(np.nanpercentile(iod[mask], 99.5)) if mask.any() else 1.5)
+    # colour range from the interior: the thickness roll-off rim carries a residual (physics.md
+    # section 1) that would otherwise set the scale and flatten the enhancement
+    inner = mask & (seg.distance_mm >= seg.rolloff_mm)
+    inner = inner if inner.sum() >= 100 else mask
+    ilo, ihi = -0.5, max(1.5, float(np.nanpercentile(iod[inner], 99.5)) if inner.any() else 1.5)
     im = axes[1].imshow(np.where(mask, iod, np.nan)[::step, ::step], cmap="magma", vmin=ilo,
                         vmax=ihi, interpolation="nearest", extent=(0, le.shape[1], le.shape[0], 0))
     axes[1].set_title("iodine above local baseline (mg/cm$^2$)")
@@ -77,8 +93,7 @@ def write_view_figure(analysis: Any, path: str | os.PathLike, *, dpi: int = 100,
             colour = CALL_COLOURS.get(roi.enhancement, "cyan")
             ax.add_patch(Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor=colour,
                                    linewidth=1.2, linestyle="-" if roi.source == "detected" else "--"))
-            label = roi.enhancement + (f" ({roi.type})" if roi.type else "")
-            ax.text(c0, max(0, r0 - 5), label, color=colour, fontsize=7, va="bottom")
+            ax.text(c0, max(0, r0 - 5), roi_label(roi), color=colour, fontsize=7, va="bottom")
         ax.set_xticks([])
         ax.set_yticks([])
     b = analysis.bpe
