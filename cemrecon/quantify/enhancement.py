@@ -100,12 +100,14 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    the enhancing region and a ``gland_margin_mm`` (1 mm) rim, within ``masking_radius_mm`` of the
    box centre (where the phantom's truth rule looks; a region merged with a BPE network further
    out does not count).  ``r < gland_corr_bpe`` (0.3): not BPE-like, the masking rule above does
-   not apply; ``r >= gland_corr_masked`` (0.6): BPE-like, ``indeterminate`` in any view (a weak
-   site sitting on a BPE patch in calm surroundings, which the view-level rule misses in mild
-   BPE or when the patch outshines the view's BPE level).  Development seeds 8000-8023 and
-   9000-9035 (203 unmasked enhancing sites, 167 masked): sensitivity 89.2 -> 91.1 %, masked sites
-   indeterminate 77.8 -> 80.8 %; r separated masked from enhancing non-mass candidates with AUC
-   0.83-0.91 (per seed set).  A mass follows its own LE density (below), so a region whose
+   not apply; ``r >= gland_corr_masked`` (0.6): BPE-like, ``indeterminate`` in any view (mostly a
+   weak site on a BPE patch brighter than the view's BPE level; in mild views masked sites
+   rarely reach 0.6: r up to 0.59, against up to 0.50 for enhancing ones, development seeds
+   below).  Masses are not tested: the phantom's (and a real) mass displaces fat with
+   gland-like tissue along its chord, so its iodine follows its own LE density.  Development
+   seeds 8000-8023 and 9000-9035 (203 unmasked enhancing sites, 167 masked): sensitivity 89.2 ->
+   91.1 %, masked sites indeterminate 77.8 -> 80.8 %; r separated masked from enhancing non-mass
+   candidates with AUC 0.83-0.91 (per seed set).  For the same reason a non-mass region whose
    *core* is a mass is not judged by its texture: compact (step 8) at 60, 70 and 80 % of the
    excess (``mass_core_levels``), e.g. a mass whose half-height region merged with BPE patches.
    Same seeds: two such masses indeterminate -> enhancement, no other call changed (sensitivity
@@ -113,8 +115,6 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    region merges with adjacent BPE patches) and then judged masked; typing at 65 % and 80 % of
    the excess as well (mass if compact at both) trades again: 93.1 -> 94.6 % and 80.8 -> 78.4 %
    on the same seeds (mass if compact at either: 96.1 % and 73.1 %), so it is not used.
-   Masses are not tested: the phantom's (and a real) mass displaces fat with
-   gland-like tissue along its chord, so its iodine follows its own LE density.
 
    ``cnr = excess / sigma``.  Too few background windows or ring pixels -> indeterminate.
 8. **Type.** When enhancing, the enhancing region is the smoothed map above ``P + O + excess / 2``
