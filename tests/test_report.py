@@ -72,6 +72,20 @@ def test_cohort_tables_reproduce_seed_study():
                     cols=("benign", "dcis", "invasive"))
     assert tab["no_enhancement"] == {"benign": 20, "dcis": 3, "invasive": 0}
     assert cohort_tables(recs)["n_lesions"] == 46
+    # why the indeterminate ones were: records from before the reason field count as "none"
+    assert cohort_tables(recs)["indeterminate_reason_vs_bpe"] == {
+        "none": {"minimal": 0, "mild": 0, "moderate": 0, "marked": 0, "none": 3}}
+    why = [{"enhancement": "indeterminate", "pathology": "invasive", "bpe": "moderate",
+            "reason": "bpe_level"},
+           {"enhancement": "indeterminate", "pathology": "benign", "bpe": "marked",
+            "reason": "bpe_texture"},
+           {"enhancement": "indeterminate", "pathology": "benign", "bpe": "marked",
+            "reason": "bpe_texture"},
+           {"enhancement": "no_enhancement", "pathology": "benign", "bpe": "minimal",
+            "reason": "below_threshold"}]
+    assert cohort_tables(why)["indeterminate_reason_vs_bpe"] == {
+        "bpe_level": {"minimal": 0, "mild": 0, "moderate": 1, "marked": 0},
+        "bpe_texture": {"minimal": 0, "mild": 0, "moderate": 0, "marked": 2}}
     with pytest.raises(ValueError, match="pathology must be one of"):
         diagnostic_performance([{"enhancement": "enhancement", "pathology": "unknown"}])
 

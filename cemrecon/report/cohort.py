@@ -130,8 +130,15 @@ def format_table(table: Mapping[str, Mapping[str, int]], *, title: str = "") -> 
 
 
 def cohort_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The seed study's tables: counts, enhancement and type vs pathology, performance."""
+    """The seed study's tables: counts, enhancement and type vs pathology, performance.
+
+    ``indeterminate_reason_vs_bpe`` counts the indeterminate calls by their ``reason`` (see
+    :mod:`cemrecon.report.schema`) and BPE category (``"none"`` for records without one): how
+    many were masked by BPE (``bpe_level``, ``bpe_texture``) rather than by a variable or missing
+    background, the study's question.
+    """
     recs = list(records)
+    indeterminate = [r for r in recs if r.get("enhancement") == "indeterminate"]
     return {
         "n_lesions": len(recs),
         "pathology": counts(recs, "pathology"),
@@ -142,4 +149,7 @@ def cohort_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "type_vs_pathology": cross_tab(recs, "type", rows=("mass", "nme", "none"), cols=_PATHOLOGIES),
         "performance": diagnostic_performance(recs),
         "performance_indeterminate_positive": diagnostic_performance(recs, indeterminate="positive"),
+        "indeterminate_reason_vs_bpe": cross_tab(
+            indeterminate, "reason", "bpe", cols=("minimal", "mild", "moderate", "marked") + (
+                ("none",) if any(r.get("bpe") is None for r in indeterminate) else ())),
     }
