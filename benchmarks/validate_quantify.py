@@ -132,7 +132,7 @@ def experiment_calls(seeds, scale, log, masking_check=True):
                 sites.append({"seed": seed, "level": level, "expected": les.expected_enhancement,
                               "excess": les.site_iodine_excess_mg_cm2, "peak": les.iodine_excess_mg_cm2, "type": les.type,
                               "spread": les.background_bpe_spread_mg_cm2,
-                              "call": r.enhancement, "call_type": r.type,
+                              "call": r.enhancement, "call_type": r.type, "reason": r.reason,
                               "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2})
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
@@ -255,6 +255,15 @@ def main(argv=None) -> int:
             if lv:
                 rows.append((f"indeterminate rate, {level} BPE (unmasked sites)",
                              f"{100 * np.mean([s['call'] == 'indeterminate' for s in lv]):.1f} % (n={len(lv)})", "rare"))
+        # why the errors happened (the call's reason, see cemrecon.report.schema)
+        from collections import Counter
+
+        for name, grp in (("  missed enhancing sites by reason", [s for s in pos if s["call"] != "enhancement"]),
+                          ("  masked sites called enhancement by reason",
+                           [s for s in masked if s["call"] == "enhancement"])):
+            if grp:
+                why = Counter(s["reason"] for s in grp)
+                rows.append((name, ", ".join(f"{k} {n}" for k, n in why.most_common()), "-"))
         typed = [s for s in pos if s["type"] in ("mass", "nme") and s["call"] == "enhancement"]
         if typed:
             tacc = np.mean([s["call_type"] == s["type"] for s in typed])
