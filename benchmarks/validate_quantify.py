@@ -66,6 +66,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -256,8 +257,6 @@ def main(argv=None) -> int:
                 rows.append((f"indeterminate rate, {level} BPE (unmasked sites)",
                              f"{100 * np.mean([s['call'] == 'indeterminate' for s in lv]):.1f} % (n={len(lv)})", "rare"))
         # why the errors happened (the call's reason, see cemrecon.report.schema)
-        from collections import Counter
-
         for name, grp in (("  missed enhancing sites by reason", [s for s in pos if s["call"] != "enhancement"]),
                           ("  masked sites called enhancement by reason",
                            [s for s in masked if s["call"] == "enhancement"])):

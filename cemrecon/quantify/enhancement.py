@@ -293,6 +293,14 @@ def _gland_correlation(sm: np.ndarray, gland: np.ndarray, region: np.ndarray, ma
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def _components_above(smz: np.ndarray, level: float, seeds: np.ndarray) -> np.ndarray:
+    """Connected (8-neighbour) components of ``smz >= level`` that hold a pixel of ``seeds``."""
+    above = smz >= level
+    lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
+    ids = np.unique(lab[seeds & above])
+    return np.isin(lab, ids[ids > 0])
+
+
 def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float) -> str:
     from skimage.measure import label, regionprops
 
@@ -457,10 +465,7 @@ def measure_enhancement(
     # the site's own enhancing region (a mass or NME larger than the box is not its background)
     own = np.zeros_like(site)
     if s_site - wide_bg >= 0.5 * thr:
-        above = smz >= wide_bg + 0.5 * (s_site - wide_bg)
-        lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
-        ids = np.unique(lab[site_v & above])
-        own = np.isin(lab, ids[ids > 0])
+        own = _components_above(smz, wide_bg + 0.5 * (s_site - wide_bg), site_v)
     # local background ring around the box and its own region, away from other findings
     dist_mm = ndi.distance_transform_edt(~(site | own)) * pixel_mm
     inner = cfg.ring_gap_mm + (cfg.region_margin_mm if own.any() else 0.0)
@@ -547,22 +552,17 @@ def measure_enhancement(
     emask = None
     if call == "enhancement":
         # enhancing region: half height over the local background, components touching the box
-        above = smz >= plane_site + offset + 0.5 * excess
-        lab, _ = ndi.label(above, structure=np.ones((3, 3), bool))
         near = ndi.binary_dilation(site, iterations=max(1, round(cfg.type_near_mm / pixel_mm)))
-        ids = np.unique(lab[near & above])
-        region = np.isin(lab, ids[ids > 0])
+        region = _components_above(smz, plane_site + offset + 0.5 * excess, near)
         etype = _classify_shape(region, cfg, pixel_mm)
 
         def mass_core() -> bool:
             """The region's core is a mass: compact at every level of mass_core_levels."""
-            for f in cfg.mass_core_levels:
-                above_f = smz >= plane_site + offset + f * excess
-                lab_f, _ = ndi.label(above_f, structure=np.ones((3, 3), bool))
-                ids_f = np.unique(lab_f[near & above_f])
-                if _classify_shape(np.isin(lab_f, ids_f[ids_f > 0]), cfg, pixel_mm) != "mass":
-                    return False
-            return bool(cfg.mass_core_levels)
+            return bool(cfg.mass_core_levels) and all(
+                _classify_shape(_components_above(smz, plane_site + offset + f * excess, near),
+                                cfg, pixel_mm) == "mass"
+                for f in cfg.mass_core_levels)
+
         on_fgt = 1.0
         if fgt_mask is not None and region.any():
             on_fgt = float(np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1][region].mean())

@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cemrecon.quantify.bpe import BPE_CATEGORIES
+
 __all__ = [
     "MALIGNANT",
     "cohort_tables",
@@ -150,6 +152,6 @@ def cohort_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "performance": diagnostic_performance(recs),
         "performance_indeterminate_positive": diagnostic_performance(recs, indeterminate="positive"),
         "indeterminate_reason_vs_bpe": cross_tab(
-            indeterminate, "reason", "bpe", cols=("minimal", "mild", "moderate", "marked") + (
+            indeterminate, "reason", "bpe", cols=BPE_CATEGORIES + (
                 ("none",) if any(r.get("bpe") is None for r in indeterminate) else ())),
     }
