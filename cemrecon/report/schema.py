@@ -62,7 +62,9 @@ Meaning of the fields
   unless its iodine does not follow the LE glandular texture (correlation < 0.3 within 10 mm:
   not BPE-like); in any view, a non-mass enhancement whose iodine follows that texture like BPE
   (correlation >= 0.6) is ``indeterminate``; compact convex masses are exempt.
-  ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``.
+  ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``;
+  the half-height shape is checked by fitting one compact elliptical blob to the map
+  (:mod:`cemrecon.quantify.enhancement`, step 8).
   Lack of enhancement is not proof of benignity: read it with the LE morphology.
 * **Reason** (``reason``), why the call was made: ``above_local_background`` (enhancement over the
   ring), ``above_breast_background`` (enhancement judged against the breast's windows: the ring
