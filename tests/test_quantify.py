@@ -292,6 +292,20 @@ def test_clustered_nme_whose_clumps_fill_the_ring_is_enhancement(seed):
         assert res.reason == "above_breast_background"
 
 
+def _dome_scene(seed, n=300, px=0.2):
+    """An 8 mm dome (chord profile, peak 1) centred on an n x n grid of 0.2 mm pixels, white noise
+    SD 0.05: (rng, noise, row and column offsets from the centre in mm, dome,
+    measure_enhancement keywords, a 5 mm box on the centre)."""
+    c = n // 2
+    rr, cc = np.mgrid[:n, :n]
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 0.05, (n, n))
+    dy, dx = (rr - c) * px, (cc - c) * px
+    dome = np.sqrt(np.clip(1 - (np.hypot(dy, dx) / 4.0) ** 2, 0, 1))
+    kw = {"breast_mask": np.ones((n, n), bool), "calc_mask": None, "pixel_mm": px}
+    return rng, noise, dy, dx, dome, kw, (c - 12, c - 12, c + 13, c + 13)
+
+
 @pytest.mark.parametrize("seed", [0, 4])
 def test_mass_whose_half_height_region_joins_bpe_strands_is_not_judged_by_texture(seed):
     # An 8 mm mass (1.6 mg/cm^2 dome) that is dense on LE (+0.4 glandular index: a mass follows
@@ -303,20 +317,12 @@ def test_mass_whose_half_height_region_joins_bpe_strands_is_not_judged_by_textur
     # 0.89 mm of the centre), less ~0.03 from the 0.5 mm smoothing -> 1.53 +- 0.06.
     from scipy import ndimage as ndi
 
-    px, n, c = 0.2, 300, 150
-    rr, cc = np.mgrid[:n, :n]
-    rng = np.random.default_rng(seed)
-    io = rng.normal(0.0, 0.05, (n, n))
-    d_mm = np.hypot(rr - c, cc - c) * px
-    dome = np.sqrt(np.clip(1 - (d_mm / 4.0) ** 2, 0, 1))
-    f = ndi.gaussian_filter(rng.normal(size=(n, n)), 1.0 / px)
+    rng, io, dy, dx, dome, kw, box = _dome_scene(seed)
+    f = ndi.gaussian_filter(rng.normal(size=io.shape), 1.0 / kw["pixel_mm"])
     gland = np.clip(0.45 + 0.15 * f / f.std(), 0, 1) + 0.4 * dome
-    strands = ((np.abs(rr - c) * px < 1.5) & (np.abs(cc - c) * px < 12)) | (
-        (np.abs(cc - c) * px < 1.5) & (np.abs(rr - c) * px < 12))
-    im = io + 1.6 * dome + 1.4 * gland * (strands & (d_mm > 3.0))
-    kw = {"breast_mask": np.ones((n, n), bool), "calc_mask": None, "pixel_mm": px,
-          "bpe_category": "mild", "glandular_index": gland, "fgt_mask": np.ones((n, n), bool)}
-    box = (c - 12, c - 12, c + 13, c + 13)
+    strands = ((np.abs(dy) < 1.5) & (np.abs(dx) < 12)) | ((np.abs(dx) < 1.5) & (np.abs(dy) < 12))
+    im = io + 1.6 * dome + 1.4 * gland * (strands & (np.hypot(dy, dx) > 3.0))
+    kw |= {"bpe_category": "mild", "glandular_index": gland, "fgt_mask": np.ones(io.shape, bool)}
     no_core = measure_enhancement(im, box, config=EnhancementConfig(mass_core_levels=()), **kw)
     assert (no_core.enhancement, no_core.reason) == ("indeterminate", "bpe_texture")
     res = measure_enhancement(im, box, **kw)
@@ -333,16 +339,9 @@ def test_mass_touched_by_a_strand_is_typed_by_its_blob_fit(seed):
     # residual of ~6 % of its amplitude (8 seeds: 0.062-0.067; the model's edge differs from the
     # blurred chord edge, and the strand's root lies inside the ellipse), below the 8 % of
     # ``blob_fit_accept``: a mass.
-    px, n, c = 0.2, 300, 150
-    rr, cc = np.mgrid[:n, :n]
-    io = np.random.default_rng(seed).normal(0.0, 0.05, (n, n))
-    d_mm = np.hypot(rr - c, cc - c) * px
-    dome = np.sqrt(np.clip(1 - (d_mm / 4.0) ** 2, 0, 1))
-    along = (cc - c) * px
-    strand = (d_mm > 3.8) & (np.abs(rr - c) * px < 0.75) & (along > 0) & (along < 14)
+    _, io, dy, dx, dome, kw, box = _dome_scene(seed)
+    strand = (np.hypot(dy, dx) > 3.8) & (np.abs(dy) < 0.75) & (dx > 0) & (dx < 14)
     im = io + 1.6 * dome + 1.2 * strand
-    kw = {"breast_mask": np.ones((n, n), bool), "calc_mask": None, "pixel_mm": px}
-    box = (c - 12, c - 12, c + 13, c + 13)
     shape_only = EnhancementConfig(blob_fit=False)
     assert measure_enhancement(im, box, config=shape_only, **kw).type == "nme"
     res = measure_enhancement(im, box, **kw)
@@ -358,15 +357,10 @@ def test_compact_but_textured_plateau_is_not_a_mass(seed):
     # of ``blob_fit_reject``: nme.
     from scipy import ndimage as ndi
 
-    px, n, c = 0.2, 300, 150
-    rr, cc = np.mgrid[:n, :n]
-    rng = np.random.default_rng(seed)
-    io = rng.normal(0.0, 0.05, (n, n))
-    square = (np.abs(rr - c) * px < 4) & (np.abs(cc - c) * px < 4)
-    tex = ndi.gaussian_filter(rng.normal(size=(n, n)), 1.0 / px)
+    rng, io, dy, dx, _, kw, box = _dome_scene(seed)
+    square = (np.abs(dy) < 4) & (np.abs(dx) < 4)
+    tex = ndi.gaussian_filter(rng.normal(size=io.shape), 1.0 / kw["pixel_mm"])
     im = io + square * (1.0 + 0.3 * tex / tex.std())
-    kw = {"breast_mask": np.ones((n, n), bool), "calc_mask": None, "pixel_mm": px}
-    box = (c - 12, c - 12, c + 13, c + 13)
     shape_only = EnhancementConfig(blob_fit=False)
     assert measure_enhancement(im, box, config=shape_only, **kw).type == "mass"
     res = measure_enhancement(im, box, **kw)
