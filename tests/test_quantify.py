@@ -596,3 +596,24 @@ def test_cluster_detected_at_half_scale():
     # (false clusters are not asserted here: the detector threshold is set for full-scale 0.1 mm
     # images, where benchmarks/validate_quantify.py measures the false-cluster rate; at 0.2 mm
     # pixels the phantom's parenchymal texture reaches the pixel scale and yields a few)
+
+
+def test_calls_are_judged_against_the_reported_bpe():
+    # Phantom seed 14021, mild BPE (extent 0.19), with an NME of 0.55 mg/cm^2 (no BPE within
+    # 10 mm: not masked).  With the NME's own enhancement counted, the first BPE pass reads the
+    # view as moderate, and the BPE-level masking rule (moderate/marked only) calls the NME
+    # indeterminate; without the findings the view is mild (the category reported).  The calls
+    # are judged again against that BPE: no call may carry the reason "bpe_level" in a view whose
+    # reported category is not a masking one, and the NME is enhancement.
+    rng = np.random.default_rng(14021)
+    enh_type = "mass" if rng.uniform() < 0.5 else "nme"  # the validator's draw for this seed
+    lesions = [{"type": enh_type, "calcifications": True},
+               {"type": "calcifications", "enhancement": "none"},
+               {"type": "calcifications", "enhancement": "weak"}]
+    sim = _phantom("mild", lesions, seed=14021, scale=0.5)
+    by_id, res = _analyze_truth_rois(sim)
+    assert res.bpe.category not in EnhancementConfig().masking_bpe
+    assert all(roi.reason != "bpe_level" for roi in res.rois)
+    nme = [roi for les, roi in by_id.values() if les.type == "nme"]
+    assert enh_type == "nme" and len(nme) == 1
+    assert nme[0].enhancement == "enhancement"

@@ -400,20 +400,26 @@ def analyze(
             continue
         n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
         sites.append((roi.bbox, "user", n_in))
-    masking_level = None
-    if bpe.category in cfg.enhancement.masking_bpe and bpe.enhancing_mask.any():
-        from cemrecon.quantify.bpe import _masked_smooth
+    def judge(view_bpe: BpeResult) -> list[RoiEnhancement]:
+        """Enhancement calls of every site against the view's BPE (category and brightness)."""
+        masking_level = None
+        if view_bpe.category in cfg.enhancement.masking_bpe and view_bpe.enhancing_mask.any():
+            from cemrecon.quantify.bpe import _masked_smooth
 
-        sm_bpe = _masked_smooth(rel, usable, max(0.5, cfg.enhancement.stat_smooth_mm / px))
-        masking_level = float(np.nanpercentile(sm_bpe[bpe.enhancing_mask], 90))
-    results: list[RoiEnhancement] = []
-    for k, (box, source, n_in) in enumerate(sites):
-        others = [b for j, (b, _, _) in enumerate(sites) if j != k]
-        results.append(measure_enhancement(
-            rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
-            n_calcifications=n_in, exclude_boxes=others, bpe_category=bpe.category,
-            masking_level_mg_cm2=masking_level, fgt_mask=seg.fgt_mask,
-            glandular_index=seg.glandular_index, config=cfg.enhancement))
+            sm_bpe = _masked_smooth(rel, usable, max(0.5, cfg.enhancement.stat_smooth_mm / px))
+            masking_level = float(np.nanpercentile(sm_bpe[view_bpe.enhancing_mask], 90))
+        calls = []
+        for k, (box, source, n_in) in enumerate(sites):
+            others = [b for j, (b, _, _) in enumerate(sites) if j != k]
+            calls.append(measure_enhancement(
+                rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
+                n_calcifications=n_in, exclude_boxes=others, bpe_category=view_bpe.category,
+                masking_level_mg_cm2=masking_level, fgt_mask=seg.fgt_mask,
+                glandular_index=seg.glandular_index, config=cfg.enhancement))
+        return calls
+
+    first_category = bpe.category
+    results = judge(bpe)
     # BPE is background: enhancing findings are not part of it (second pass without them)
     found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
     lesion_px = np.logical_or.reduce(found) if found else None
@@ -427,6 +433,12 @@ def analyze(
                           category_edges=cfg.bpe_category_edges, exclude=calc_excl,
                           relative_threshold=cfg.bpe_relative_threshold,
                           local_level_mm=cfg.bpe_local_level_mm)
+        if bpe.category != first_category:
+            # the findings' own enhancement had raised the first category: judge the sites again
+            # against the BPE that is reported (a call's masking reason refers to that category)
+            logger.info("BPE %s without the enhancing findings (%s with them): sites judged "
+                        "again", bpe.category, first_category)
+            results = judge(bpe)
     return ViewAnalysis(
         study_uid=uid, laterality=lat, view=vw, acquisition_index=acq, pixel_mm=float(px),
         bpe=bpe, rois=results, segmentation=seg, calcifications=calc, le=le,
