@@ -367,6 +367,16 @@ def test_compact_but_textured_plateau_is_not_a_mass(seed):
     assert (res.enhancement, res.type) == ("enhancement", "nme")
 
 
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"blob_fit_loss": "l2"}, "blob_fit_loss must be one of"),
+    ({"blob_fit_exponent": (3.0, 0.2)}, "blob_fit_exponent must be"),
+    ({"threshold_mg_cm2": 0.0}, "threshold_mg_cm2 must be > 0"),
+])
+def test_enhancement_config_rejects_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        EnhancementConfig(**kw)
+
+
 def test_nme_wedge_is_not_a_mass():
     # a wedge (triangle) of enhancement: convex but not elliptical (ellipse fill 0.83 < 0.9)
     px = 0.2

@@ -241,6 +241,14 @@ class EnhancementConfig:
         if self.calc_dilation_px < 0:
             raise ValueError(f"EnhancementConfig.calc_dilation_px must be >= 0, "
                              f"got {self.calc_dilation_px!r}")
+        losses = ("linear", "soft_l1", "huber", "cauchy", "arctan")  # scipy least_squares
+        if self.blob_fit_loss not in losses:
+            raise ValueError(f"EnhancementConfig.blob_fit_loss must be one of {losses}, "
+                             f"got {self.blob_fit_loss!r}")
+        lo, hi = self.blob_fit_exponent
+        if not 0 < lo < hi:
+            raise ValueError(f"EnhancementConfig.blob_fit_exponent must be (low, high) with "
+                             f"0 < low < high, got {self.blob_fit_exponent!r}")
 
 
 @dataclass(frozen=True)
