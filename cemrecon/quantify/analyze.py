@@ -400,14 +400,18 @@ def analyze(
             continue
         n_in = sum(1 for s in calc.specks if r0 <= s.row < r1 and c0 <= s.col < c1)
         sites.append((roi.bbox, "user", n_in))
+    smoothed: list[np.ndarray] = []  # the map smoothed as the calls read it, made once if needed
+
     def judge(view_bpe: BpeResult) -> list[RoiEnhancement]:
         """Enhancement calls of every site against the view's BPE (category and brightness)."""
         masking_level = None
         if view_bpe.category in cfg.enhancement.masking_bpe and view_bpe.enhancing_mask.any():
-            from cemrecon.quantify.bpe import _masked_smooth
+            if not smoothed:
+                from cemrecon.quantify.bpe import _masked_smooth
 
-            sm_bpe = _masked_smooth(rel, usable, max(0.5, cfg.enhancement.stat_smooth_mm / px))
-            masking_level = float(np.nanpercentile(sm_bpe[view_bpe.enhancing_mask], 90))
+                smoothed.append(_masked_smooth(
+                    rel, usable, max(0.5, cfg.enhancement.stat_smooth_mm / px)))
+            masking_level = float(np.nanpercentile(smoothed[0][view_bpe.enhancing_mask], 90))
         calls = []
         for k, (box, source, n_in) in enumerate(sites):
             others = [b for j, (b, _, _) in enumerate(sites) if j != k]
