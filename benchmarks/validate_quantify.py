@@ -26,8 +26,11 @@ reported it becomes a development set, and the next report needs seeds never use
 * held out, reported once in session 5: calls 14000-14023 (after the compact-blob typing, commit
   02aed7b; then development: seed 14021 is the phantom test of judging calls against the
   reported BPE) and 15000-15023 (the final code of session 5: the README's current call
-  numbers).  The defaults are 15000-15023 / 11100-11111, so the reported numbers can be
-  reproduced; pick fresh seeds (e.g. 16000-) for the next held-out report.
+  numbers at the end of session 5);
+* development in session 6: 8000-8023, 9000-9035, 12000-12023 and 13000-13023 are the training
+  data of the BPE-masking model (``benchmarks/fit_masking_model.py``, leave-one-set-out).
+  The defaults are 15000-15023 / 11100-11111, so the reported numbers can be reproduced; pick
+  fresh seeds (e.g. 16000-) for the next held-out report.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
@@ -54,7 +57,7 @@ operating point and reports more false clusters).  The full run takes ~6 min for
      called indeterminate / no_enhancement, split into sub-threshold sites and enhancing findings
      no brighter than the BPE around them (for these an ``enhancement`` call names a real
      lesion, so it is shown apart); indeterminate rate per BPE level among unmasked sites.
-     ``--no-masking-check`` turns the BPE masking rule off (see cemrecon.quantify.enhancement).
+     ``--no-masking-check`` turns the BPE masking model off (see cemrecon.quantify.enhancement).
    - Type: mass vs NME accuracy among enhancing masses / NMEs called enhancement.
 2. **Calcification clusters** (``--calc-scale``, default 1.0 = full-scale 0.1 mm pixels): patients
    with population BPE and density, R CC and L MLO, each with three calcification clusters (one in a
@@ -190,8 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calc-scale", type=float, default=1.0)
     ap.add_argument("--skip-calls", action="store_true")
     ap.add_argument("--no-masking-check", dest="masking_check", action="store_false",
-                    help="EnhancementConfig(masking_check=False): a non-mass enhancement on FGT "
-                         "no brighter than moderate/marked BPE stays 'enhancement'")
+                    help="EnhancementConfig(masking_check=False): an enhancing region the BPE-masking "
+                         "model finds BPE-like stays 'enhancement'")
     ap.add_argument("--skip-clusters", action="store_true")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: the first 3 call seeds, the first cluster seed at scale 0.5")

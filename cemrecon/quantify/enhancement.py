@@ -68,53 +68,51 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    * ``indeterminate`` otherwise (the surroundings are too variable to tell; such a site is never
      called ``no_enhancement``).
 
-   **Masking by BPE** (``masking_check``, on by default): in a view with moderate or marked BPE,
-   an enhancement whose region is *not* a mass (step 8), lies on FGT (at least
-   ``masking_fgt_fraction``, 80 %, of it inside the LE fibroglandular mask when one is given:
-   BPE is enhancement of FGT, the 20 % allow for the smoothed region spilling ~1 mm past the
-   FGT edge; an enhancement in fat cannot be BPE) and whose site statistic does not exceed
-   the view's BPE brightness (``masking_level_mg_cm2``, the 90th percentile of the enhancing FGT)
-   by ``masking_margin * T`` (1 x the threshold: the part of the site that BPE alone cannot
-   explain must itself reach the clinical threshold) is indistinguishable from a BPE patch: a weak lesion sitting on a
-   BPE patch and a non-mass enhancement look the same locally (both a patchy region brighter
-   than the tissue around it), so the call is ``indeterminate``.  A compact convex mass is not
-   a BPE pattern and is kept.  This trades sensitivity to NMEs under moderate/marked BPE for
-   recall of masked sites (benchmarks/validate_quantify.py reports both).  Measured limits (on
-   the phantom, development seeds): a weak site sitting on a BPE patch outshines its ring by
-   0.4-3 mg/cm^2, as much as a 0.3-1.5 mg/cm^2 NME on FGT does; the size of the grown region,
-   the BPE fraction or spread of the ring outside it, the view's BPE concentration per unit
-   glandular index and multi-level shape did not separate the two, so an NME no brighter than
-   the view's BPE stays ``indeterminate``.  Neither does the spread of the surroundings within
-   10 mm, the measured counterpart of the truth rule (:func:`cemrecon.phantom.lesions.
-   expected_call`): excluding the site's own grown region from it removes the BPE patch a weak
-   site sits on (then called ``enhancement``), keeping the region in counts an NME's own extent
-   (then ``indeterminate``).  The trade-off, development seeds 8000-8023 (84 unmasked enhancing
-   sites, 71 masked): this rule on, sensitivity 89.3 % and masked sites indeterminate 78.9 %;
-   off, 96.4 % and 16.9 %; the 10 mm spread instead (own region excluded / included), 95.2 % and
-   16.9 % / 85.7 % and 62.0 %; this rule and a 10 mm spread >= T, 92.9 % and 52.1 %.
+   **Masking by BPE** (``masking_check``, on by default).  A region that enhances by the rules
+   above may still be BPE, or a weak site sitting on a BPE patch: locally both are a patchy region
+   brighter than the tissue around it, and an isolated BPE patch in otherwise quiet tissue reads
+   like a non-mass enhancement.  The phantom's truth calls such a site masked
+   (:func:`cemrecon.phantom.lesions.expected_call`), and so should the analysis, without taking
+   real lesions for BPE.  What tells them apart is physical: BPE is enhancement *of*
+   fibroglandular tissue (FGT), so it lies on the LE FGT mask and its iodine scales with the
+   glandular path of each ray (it follows the LE gland texture); a mass is one compact blob; a
+   lesion's iodine follows its own vascular pattern and may extend into fat.  A logistic model
+   turns these into the probability that the region is BPE-like, from the terms of
+   :data:`MASKING_TERMS` (computed for every region that reaches this step; ``masking_terms`` and
+   ``masking_probability`` of the result):
 
-   **BPE-like texture** (``gland_check``, on when the LE glandular index is given): BPE is
-   enhancement *of* FGT, so its iodine scales with the glandular path of each ray and follows
-   the LE gland texture; a lesion's iodine follows its own vascular pattern.  For a non-mass
-   enhancement, ``r`` = Pearson correlation between the smoothed map and the glandular index over
-   the enhancing region and a ``gland_margin_mm`` (1 mm) rim, within ``masking_radius_mm`` of the
-   box centre (where the phantom's truth rule looks; a region merged with a BPE network further
-   out does not count).  ``r < gland_corr_bpe`` (0.3): not BPE-like, the masking rule above does
-   not apply; ``r >= gland_corr_masked`` (0.6): BPE-like, ``indeterminate`` in any view (mostly a
-   weak site on a BPE patch brighter than the view's BPE level; in mild views masked sites
-   rarely reach 0.6: r up to 0.59, against up to 0.50 for enhancing ones, development seeds
-   below).  Masses are not tested: the phantom's (and a real) mass displaces fat with
-   gland-like tissue along its chord, so its iodine follows its own LE density.  Development
-   seeds 8000-8023 and 9000-9035 (203 unmasked enhancing sites, 167 masked): sensitivity 89.2 ->
-   91.1 %, masked sites indeterminate 77.8 -> 80.8 %; r separated masked from enhancing non-mass
-   candidates with AUC 0.83-0.91 (per seed set).  For the same reason a non-mass region whose
-   *core* is a mass is not judged by its texture: compact (step 8) at 60, 70 and 80 % of the
-   excess (``mass_core_levels``), e.g. a mass whose half-height region merged with BPE patches.
-   Same seeds: two such masses indeterminate -> enhancement, no other call changed (sensitivity
-   93.1 -> 94.1 %).  What is left is mostly masses typed NME (their half-height
-   region merges with adjacent BPE patches) and then judged masked; typing at 65 % and 80 % of
-   the excess as well (mass if compact at both) trades again: 93.1 -> 94.6 % and 80.8 -> 78.4 %
-   on the same seeds (mass if compact at either: 96.1 % and 73.1 %), so it is not used.
+   * the fraction ``f`` of the region on the LE FGT mask (as ``log((f + 0.01) / (1.01 - f))`` and
+     ``f >= 0.95``);
+   * ``gland_corr``: Pearson r between the smoothed iodine and the LE glandular index over the
+     region and a ``gland_margin_mm`` (1 mm) rim, within ``masking_radius_mm`` (10 mm) of the box
+     centre, where the truth rule looks;
+   * ``gland_corr_fine``: the same correlation on both maps high-passed at ``gland_fine_mm`` (2 mm),
+     inside the region only: the fine gland texture that BPE iodine copies.  A mass raises the LE
+     density along its chord as smoothly as its iodine, so the coarse correlation is high for a
+     mass as well; the fine one is not (a lesion's iodine has its own texture);
+   * the compact-blob residual of step 8 (a mass is one blob, BPE is not);
+   * in a moderate or marked view, how far the site statistic lies above or below the view's BPE
+     brightness (``masking_level_mg_cm2``, 90th percentile of enhancing FGT), in thresholds: a
+     site that BPE alone cannot explain is less likely BPE;
+   * whether the view's BPE is moderate or marked, and whether the region is typed ``nme``.
+
+   At ``masking_probability`` (0.85) or above the call is ``indeterminate`` (reason
+   ``bpe_like``).  The weights (``masking_weights``, :data:`DEFAULT_MASKING_WEIGHTS`) come from
+   an L2-penalised logistic regression (``benchmarks/fit_masking_model.py``) on the development
+   phantoms: seeds 8000-8023, 9000-9035, 12000-12023 and 13000-13023, 432 right-CC views at
+   0.2 mm, 602 enhancing regions (299 masked sites, 303 lesions reaching 0.3 mg/cm^2 at their
+   calcifications).  The largest weights, per unit of each term: non-mass +3.9, the coarse and
+   fine gland correlations +3.2 and +2.9, at least 95 % on FGT +1.7, log blob residual +1.5;
+   each threshold above the view's BPE brightness -0.6.  The threshold 0.85 is the lowest (of
+   0.70-0.90 by 0.05) at which the leave-one-seed-set-out calls reach the 95 % sensitivity target:
+   pooled over the four held-out sets, sensitivity 95.6 %, masked sites indeterminate 81.6 %,
+   specificity 98.7 % (at 0.80: 93.9 / 83.3 %).  The two hand-set rules it replaces (sessions
+   2-5: a non-mass region on FGT no brighter than the view's BPE, unless its iodine does not
+   follow the gland texture; a non-mass region whose iodine follows it, r >= 0.6), applied to the
+   same regions, gave 93.4 / 78.9 / 98.7 %: each rule used one or two of these terms with a hard
+   edge; the model weighs them together.  Its limit is the rules' too: a mass whose half-height
+   region merges with bright BPE strands is typed ``nme``, and if those strands follow the gland
+   texture it can be called masked.
 
    ``cnr = excess / sigma``.  Too few background windows or ring pixels -> indeterminate.
 8. **Type.** When enhancing, the enhancing region is the smoothed map above ``P + O + excess / 2``
@@ -128,10 +126,10 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 
    **Checked against a compact blob** (``blob_fit``, on by default).  The half-height region
    answers "one compact convex region?" only as long as nothing else enhancing touches it: a
-   mass merges at half height with an adjoining BPE patch or strand (and is then typed ``nme``
-   and judged by the BPE rules above), and a compact BPE patch passes the shape rule.  So the
-   map around the region above ``blob_fit_level`` (70 %) of the excess is also fitted with one
-   compact elliptical blob, ``A (1 - rho^2)^p`` plus a plane (centre, semi-axes, angle and
+   mass merges at half height with an adjoining BPE patch or strand (it is then typed ``nme``,
+   which the masking model of step 7 weighs as BPE-like), and a compact BPE patch passes the
+   shape rule.  So the map around the region above ``blob_fit_level`` (70 %) of the excess is
+   also fitted with one compact elliptical blob, ``A (1 - rho^2)^p`` plus a plane (centre, semi-axes, angle and
    ``p`` in ``blob_fit_exponent`` free: a projected ellipsoid has ``p = 1/2``), by robust least
    squares (Cauchy loss at 10 % of the amplitude, so adjoining enhancement does not pull the
    fit).  Its RMS residual inside the fitted ellipse, as a fraction of ``A``, decides: a region
@@ -142,7 +140,8 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    159 enhancing masses, 97 NMEs and 186 masked sites that reached this step): residual median
    0.03 (95th percentile 0.22) for masses, 0.25 (5th percentile 0.16) for NMEs, 0.24 (5th
    percentile 0.15) for masked sites.  Calls on those seeds and on 13000-13023 (earlier
-   held-out, now development): sensitivity 93.4 -> 93.8 % and 90.8 -> 92.1 %, masked sites
+   held-out, now development), with the hand-set masking rules of the time: sensitivity
+   93.4 -> 93.8 % and 90.8 -> 92.1 %, masked sites
    indeterminate 79.6 -> 80.4 % and 71.4 -> 77.1 %, mass vs NME right 96.0 -> 96.8 % and
    88.4 -> 95.7 %, specificity unchanged (98.4 % and 97.9 %).
 """
@@ -157,9 +156,11 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "CALL_REASONS",
+    "DEFAULT_MASKING_WEIGHTS",
     "DEFAULT_THRESHOLD_MG_CM2",
     "ENHANCEMENT_CALLS",
     "ENHANCEMENT_TYPES",
+    "MASKING_TERMS",
     "EnhancementConfig",
     "RoiEnhancement",
     "measure_enhancement",
@@ -175,14 +176,31 @@ CALL_REASONS = {
     "above_breast_background": "enhancement",    # ring on the finding: against the breast's windows
     "below_threshold": "no_enhancement",         # a threshold-level enhancement would have been seen
     "background_too_variable": "indeterminate",  # ring limit or 10 mm surroundings too variable
-    "bpe_level": "indeterminate",                # non-mass on FGT no brighter than the view's BPE
-    "bpe_texture": "indeterminate",              # non-mass whose iodine follows the LE gland texture
+    "bpe_like": "indeterminate",                 # the enhancing region looks like BPE (masking model)
     "no_background": "indeterminate",            # too few usable site, window or ring pixels
 }
 
 #: Clinical enhancement threshold (mg I/cm^2): residual tissue signal of a calibrated system stays
 #: below 0.3 mg/cm^2 (SenoBright HD QC, physics.md section 8), so less is not called enhancement.
 DEFAULT_THRESHOLD_MG_CM2 = 0.3
+
+#: Terms of the BPE-masking model (module docstring, step 7): log-odds that an enhancing region is
+#: BPE-like = sum of weight x term (``EnhancementConfig.masking_weights``, same order).
+MASKING_TERMS = (
+    "intercept",          # 1
+    "logit_on_fgt",       # log((f + 0.01) / (1.01 - f)), f = fraction of the region on LE FGT
+    "on_fgt_95",          # 1 when f >= 0.95
+    "gland_corr",         # Pearson r, smoothed iodine vs LE glandular index, region + 1 mm rim
+    "gland_corr_fine",    # the same on 2 mm high-passed maps, inside the region only
+    "log_blob_residual",  # log(0.02 + compact-blob RMS residual / amplitude, clipped to 0-0.6)
+    "site_above_bpe",     # (site statistic - view BPE level) / threshold, 0-5, moderate/marked only
+    "site_below_bpe",     # the same, -5-0
+    "masked_view",        # 1 in a moderate or marked view (masking_bpe)
+    "non_mass",           # 1 when the region is typed nme
+)
+#: Weights of :data:`MASKING_TERMS`, fitted by ``benchmarks/fit_masking_model.py`` (L2-penalised
+#: logistic regression on the development phantoms; see the module docstring for the data).
+DEFAULT_MASKING_WEIGHTS = (-5.969, 0.511, 1.748, 3.157, 2.881, 1.518, -0.642, 0.147, 0.390, 3.870)
 
 
 @dataclass(frozen=True)
@@ -205,17 +223,14 @@ class EnhancementConfig:
     masking_bpe: tuple[str, ...] = ("moderate", "marked")
     masking_limit_fraction: float = 0.5
     masking_check: bool = True
-    masking_margin: float = 1.0
+    masking_weights: tuple[float, ...] = DEFAULT_MASKING_WEIGHTS
+    masking_probability: float = 0.85
     masking_percentile: float = 90.0
-    masking_fgt_fraction: float = 0.8
     masking_radius_mm: float = 10.0
     spread_fraction: float = 1.0
-    gland_check: bool = True
-    gland_corr_bpe: float = 0.3
-    gland_corr_masked: float = 0.6
     gland_margin_mm: float = 1.0
+    gland_fine_mm: float = 2.0
     min_gland_px: int = 10
-    mass_core_levels: tuple[float, ...] = (0.6, 0.7, 0.8)
     max_windows: int = 400
     simex_draws: int = 16
     mass_min_solidity: float = 0.85
@@ -245,6 +260,13 @@ class EnhancementConfig:
         if self.blob_fit_loss not in losses:
             raise ValueError(f"EnhancementConfig.blob_fit_loss must be one of {losses}, "
                              f"got {self.blob_fit_loss!r}")
+        if len(self.masking_weights) != len(MASKING_TERMS) or not all(
+                np.isfinite(w) for w in self.masking_weights):
+            raise ValueError(f"EnhancementConfig.masking_weights must be {len(MASKING_TERMS)} finite "
+                             f"numbers (one per MASKING_TERMS), got {self.masking_weights!r}")
+        if not 0.0 < self.masking_probability < 1.0:
+            raise ValueError(f"EnhancementConfig.masking_probability must be in (0, 1), "
+                             f"got {self.masking_probability!r}")
         lo, hi = self.blob_fit_exponent
         if not 0 < lo < hi:
             raise ValueError(f"EnhancementConfig.blob_fit_exponent must be (low, high) with "
@@ -265,6 +287,8 @@ class RoiEnhancement:
     cnr: float
     enhancing_mask: np.ndarray | None = None  # full-image mask of the enhancing region (or None)
     reason: str = "no_background"  # one of CALL_REASONS
+    masking_probability: float = float("nan")  # BPE-masking model, for regions that enhance
+    masking_terms: dict | None = None  # its terms (MASKING_TERMS, intercept omitted), or None
 
     def to_dict(self) -> dict:
         def r(x: float) -> float | None:
@@ -280,6 +304,7 @@ class RoiEnhancement:
             "detectability_limit_mg_cm2": r(self.detectability_limit_mg_cm2),
             "cnr": r(self.cnr),
             "reason": self.reason,
+            "masking_probability": r(self.masking_probability),
         }
 
 
@@ -407,6 +432,53 @@ def _blob_fit_residual(sm: np.ndarray, core: np.ndarray, pixel_mm: float,
     return float(np.sqrt(np.mean(resid(fit.x)[inside] ** 2)) / amp)
 
 
+def _masking_terms(sm: np.ndarray, region: np.ndarray, near: np.ndarray, pixel_mm: float,
+                   cfg: EnhancementConfig, *, fgt: np.ndarray | None, gland: np.ndarray | None,
+                   blob_res: float, site_rel: float, masked_view: bool,
+                   non_mass: bool) -> dict[str, float]:
+    """Terms of the BPE-masking model for an enhancing ``region`` (:data:`MASKING_TERMS`).
+
+    ``near`` = pixels within ``masking_radius_mm`` of the box centre (the correlations look only
+    there); ``site_rel`` = (site statistic - view BPE level) / threshold (0 outside
+    moderate/marked views).  A term that cannot be measured takes its neutral value: no FGT mask
+    -> on FGT; no glandular index or too few pixels -> correlation 0; no blob fit -> residual
+    ``blob_fit_reject``.
+    """
+    on_fgt = float(fgt[region].mean()) if fgt is not None and region.any() else 1.0
+    g_corr = g_fine = float("nan")
+    if gland is not None:
+        g = np.asarray(gland, dtype=np.float64)
+        g_corr = _gland_correlation(sm, g, region, round(cfg.gland_margin_mm / pixel_mm),
+                                    cfg.min_gland_px, near)
+        finite = np.isfinite(sm) & np.isfinite(g)
+        zone = region & near & finite
+        if zone.sum() >= cfg.min_gland_px:
+            # fine texture: 2 mm high-pass (normalised convolution over usable pixels) of both maps
+            w = finite.astype(np.float64)
+            s_px = cfg.gland_fine_mm / pixel_mm
+            den = np.maximum(ndi.gaussian_filter(w, s_px), 1e-6)
+
+            def high_pass(a: np.ndarray) -> np.ndarray:
+                a = np.where(finite, a, 0.0)
+                return a - ndi.gaussian_filter(a, s_px) / den
+
+            x, y = high_pass(g)[zone], high_pass(sm)[zone]
+            if x.std() > 0 and y.std() > 0:
+                g_fine = float(np.corrcoef(x, y)[0, 1])
+    br = blob_res if np.isfinite(blob_res) else cfg.blob_fit_reject
+    return {
+        "logit_on_fgt": float(np.log((on_fgt + 0.01) / (1.01 - on_fgt))),
+        "on_fgt_95": float(on_fgt >= 0.95),
+        "gland_corr": g_corr if np.isfinite(g_corr) else 0.0,
+        "gland_corr_fine": g_fine if np.isfinite(g_fine) else 0.0,
+        "log_blob_residual": float(np.log(0.02 + min(max(br, 0.0), 0.6))),
+        "site_above_bpe": float(min(max(site_rel, 0.0), 5.0)),
+        "site_below_bpe": float(min(max(site_rel, -5.0), 0.0)),
+        "masked_view": float(masked_view),
+        "non_mass": float(non_mass),
+    }
+
+
 def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float) -> str:
     from skimage.measure import label, regionprops
 
@@ -470,21 +542,18 @@ def measure_enhancement(
         are not used.
     bpe_category : str, optional
         The view's BPE category; under ``masking_bpe`` (moderate, marked) ``no_enhancement`` needs
-        a limit of at most ``masking_limit_fraction`` x the threshold, and ``masking_check``
-        applies.
+        a limit of at most ``masking_limit_fraction`` x the threshold, and the masking model
+        (module docstring, step 7) counts the view as one where BPE can mask.
     masking_level_mg_cm2 : float, optional
-        Brightness of the view's BPE (90th percentile of enhancing FGT, same scale as the map).
-        With ``masking_check`` and a BPE category in ``masking_bpe``, a non-mass enhancement
-        whose site statistic does not exceed it by ``masking_margin`` x the threshold is
-        indistinguishable from BPE: ``indeterminate``.
+        Brightness of the view's BPE (90th percentile of enhancing FGT, same scale as the map),
+        used by the masking model in ``masking_bpe`` views: how far the site lies above it.
     fgt_mask : ndarray of bool, optional
-        Fibroglandular tissue (from LE).  BPE is enhancement *of FGT*: when given, the masking
-        check applies only to an enhancing region lying at least ``masking_fgt_fraction`` on FGT
-        (an enhancement in fatty tissue cannot be BPE).
+        Fibroglandular tissue (from LE).  BPE is enhancement *of FGT*: the masking model uses the
+        fraction of the enhancing region on it (without a mask the region counts as on FGT).
     glandular_index : ndarray of float, optional
-        Glandular fraction per ray from LE (:func:`cemrecon.quantify.breast.segment_breast`).
-        With ``gland_check``, a non-mass enhancement is judged BPE-like from how closely its
-        iodine follows this glandular texture (module docstring, step 7).
+        Glandular fraction per ray from LE (:func:`cemrecon.quantify.breast.segment_breast`).  The
+        masking model uses how closely the region's iodine follows its texture (without it, the
+        two correlation terms are 0).
     config : EnhancementConfig, optional
 
     Returns
@@ -656,6 +725,8 @@ def measure_enhancement(
 
     etype = None
     emask = None
+    p_mask, terms = nan, None
+    blob_res = nan
     if call == "enhancement":
         # enhancing region: half height over the local background, components touching the box
         near = ndi.binary_dilation(site, iterations=max(1, round(cfg.type_near_mm / pixel_mm)))
@@ -672,34 +743,21 @@ def measure_enhancement(
             logger.debug("ROI %s: blob fit residual %.3f of its amplitude: %s", list(bbox),
                          blob_res, etype)
 
-        def mass_core() -> bool:
-            """The region's core is a mass: compact at every level of mass_core_levels."""
-            return bool(cfg.mass_core_levels) and all(
-                _classify_shape(_components_above(smz, plane_site + offset + f * excess, near),
-                                cfg, pixel_mm) == "mass"
-                for f in cfg.mass_core_levels)
-
-        on_fgt = 1.0
-        if fgt_mask is not None and region.any():
-            on_fgt = float(np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1][region].mean())
-        gcorr = nan
-        if cfg.gland_check and glandular_index is not None and etype == "nme":
-            gcorr = _gland_correlation(sm, np.asarray(glandular_index)[R0:R1, C0:C1], region,
-                                       round(cfg.gland_margin_mm / pixel_mm), cfg.min_gland_px,
-                                       near_centre())
-        if (cfg.masking_check and masked_view and etype == "nme"
-                and masking_level_mg_cm2 is not None and on_fgt >= cfg.masking_fgt_fraction
-                and s_site < masking_level_mg_cm2 + cfg.masking_margin * thr
-                and not gcorr < cfg.gland_corr_bpe):
-            logger.info("ROI %s: non-mass enhancement on FGT (%.0f %%; site %.2f mg/cm^2) not "
-                        "brighter than the view's %s BPE (%.2f): masked, indeterminate",
-                        list(bbox), 100 * on_fgt, s_site, bpe_category, masking_level_mg_cm2)
-            call, etype, reason = "indeterminate", None, "bpe_level"
-        elif (cfg.masking_check and etype == "nme" and gcorr >= cfg.gland_corr_masked
-              and not mass_core()):
-            logger.info("ROI %s: non-mass enhancement whose iodine follows the glandular texture "
-                        "(r = %.2f) like BPE: masked, indeterminate", list(bbox), gcorr)
-            call, etype, reason = "indeterminate", None, "bpe_texture"
+        terms = _masking_terms(
+            sm, region, near_centre(), pixel_mm, cfg,
+            fgt=None if fgt_mask is None else np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1],
+            gland=None if glandular_index is None else np.asarray(glandular_index)[R0:R1, C0:C1],
+            blob_res=blob_res, site_rel=(s_site - masking_level_mg_cm2) / thr
+            if masked_view and masking_level_mg_cm2 is not None else 0.0,
+            masked_view=masked_view, non_mass=etype == "nme")
+        t = cfg.masking_weights[0] + sum(w * terms[k] for k, w in zip(MASKING_TERMS[1:],
+                                                                      cfg.masking_weights[1:]))
+        p_mask = float(1.0 / (1.0 + np.exp(-t)))
+        if cfg.masking_check and p_mask >= cfg.masking_probability:
+            logger.info("ROI %s: enhancing region looks like BPE (masking probability %.2f; %s): "
+                        "masked, indeterminate", list(bbox), p_mask,
+                        ", ".join(f"{k} {v:.2f}" for k, v in terms.items()))
+            call, etype, reason = "indeterminate", None, "bpe_like"
         else:
             emask = np.zeros(io.shape, dtype=bool)
             emask[R0:R1, C0:C1] = region
@@ -707,4 +765,5 @@ def measure_enhancement(
         bbox=(r0, c0, r1, c1), source=source, n_calcifications=int(n_calcifications),
         enhancement=call, type=etype, iodine_excess_mg_cm2=excess,
         detectability_limit_mg_cm2=limit, cnr=cnr, enhancing_mask=emask, reason=reason,
+        masking_probability=p_mask, masking_terms=terms,
     )

@@ -136,8 +136,8 @@ def cohort_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
     ``indeterminate_reason_vs_bpe`` counts the indeterminate calls by their ``reason`` (see
     :mod:`cemrecon.report.schema`) and BPE category (``"none"`` for records without one): how
-    many were masked by BPE (``bpe_level``, ``bpe_texture``) rather than by a variable or missing
-    background, the study's question.
+    many were masked by BPE (``bpe_like``; ``bpe_level`` or ``bpe_texture`` in older files) rather
+    than by a variable or missing background, the study's question.
     """
     recs = list(records)
     indeterminate = [r for r in recs if r.get("enhancement") == "indeterminate"]

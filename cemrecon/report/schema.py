@@ -23,7 +23,8 @@
             "iodine_excess_mg_cm2": 0.04,          # site statistic minus its background median
             "detectability_limit_mg_cm2": 0.12,    # what the background could hide (see below)
             "cnr": 1.0,                            # excess / background spread
-            "reason": "below_threshold"            # why this call (see below)
+            "reason": "below_threshold",           # why this call (see below)
+            "masking_probability": null            # BPE-masking model, when the region enhances
           }
         ]
       }
@@ -57,11 +58,13 @@ Meaning of the fields
   the threshold (half of it when the view's BPE is moderate or marked), and the surroundings
   within 10 mm span less than the threshold: a threshold-level enhancement would have been seen;
   otherwise ``indeterminate`` (background too variable: never reported as no enhancement).
-  Masking by BPE: in a moderate or marked view, a non-mass enhancement lying >= 80 % on FGT that
-  does not outshine the view's BPE (90th percentile) by the threshold is ``indeterminate``,
-  unless its iodine does not follow the LE glandular texture (correlation < 0.3 within 10 mm:
-  not BPE-like); in any view, a non-mass enhancement whose iodine follows that texture like BPE
-  (correlation >= 0.6) is ``indeterminate``; compact convex masses are exempt.
+  Masking by BPE: a region that enhances is ``indeterminate`` when a logistic model, fitted on
+  the development phantoms, gives it a probability >= 0.85 of being BPE-like (``bpe_like``): it
+  weighs how much of the region lies on LE FGT, how closely its iodine follows the LE glandular
+  texture (coarse and 2 mm fine texture), how far it is from one compact blob, how far it lies
+  above the view's BPE brightness in moderate or marked BPE, and its type
+  (:mod:`cemrecon.quantify.enhancement`, step 7).  ``masking_probability`` is that probability
+  (``null`` when the region does not enhance by excess and limit).
   ``type`` (when enhancing): ``mass`` for one compact, convex, elliptical region, else ``nme``;
   the half-height shape is checked by fitting one compact elliptical blob to the map
   (:mod:`cemrecon.quantify.enhancement`, step 8).
@@ -69,10 +72,12 @@ Meaning of the fields
 * **Reason** (``reason``), why the call was made: ``above_local_background`` (enhancement over the
   ring), ``above_breast_background`` (enhancement judged against the breast's windows: the ring
   lies on the finding), ``below_threshold`` (no enhancement), ``background_too_variable`` (ring or
-  10 mm surroundings too variable), ``bpe_level`` (non-mass on FGT no brighter than the view's
-  BPE), ``bpe_texture`` (non-mass whose iodine follows the LE glandular texture),
-  ``no_background`` (too few usable pixels to judge).  The last four are ``indeterminate``.
-  Files written before the field existed lack it; readers should accept that.
+  10 mm surroundings too variable), ``bpe_like`` (masked by BPE: the masking model above),
+  ``no_background`` (too few usable pixels to judge).  The last three are ``indeterminate``.
+  Files written before the field existed lack it; readers should accept that.  Files of
+  cemrecon 0.x before the masking model carry ``bpe_level`` or ``bpe_texture`` (the two hand-set
+  masking rules it replaced), both ``indeterminate``; they still validate.
+* ``masking_probability`` was added with the masking model; older files lack it.
 * Numbers that could not be measured (no usable background) are ``null``.
 
 Each view also gets a PNG ``<study_uid>_<laterality>_<view>_<acquisition_index>.png`` next to
@@ -96,6 +101,8 @@ _BPE_CATEGORIES = ("minimal", "mild", "moderate", "marked")
 _CALLS = ("enhancement", "no_enhancement", "indeterminate")
 _TYPES = ("mass", "nme", None)
 _SOURCES = ("detected", "user")
+#: Reasons written by cemrecon 0.x before the masking model (accepted when reading old files).
+_LEGACY_REASONS = {"bpe_level": "indeterminate", "bpe_texture": "indeterminate"}
 
 
 def _num_or_null(v: Any) -> bool:
@@ -144,7 +151,11 @@ def validate_analysis(obj: Any) -> None:
             for key in ("iodine_excess_mg_cm2", "detectability_limit_mg_cm2", "cnr"):
                 if not _num_or_null(r.get(key, "missing")):
                     raise ValueError(f"{wr}.{key}: must be a number or null, got {r.get(key)!r}")
-            if "reason" in r and CALL_REASONS.get(r["reason"]) != r["enhancement"]:
+            if not _num_or_null(r.get("masking_probability")):
+                raise ValueError(f"{wr}.masking_probability: must be a number or null, "
+                                 f"got {r.get('masking_probability')!r}")
+            reasons = CALL_REASONS | _LEGACY_REASONS
+            if "reason" in r and reasons.get(r["reason"]) != r["enhancement"]:
                 want = [k for k, v in CALL_REASONS.items() if v == r["enhancement"]]
                 raise ValueError(f"{wr}.reason: for {r['enhancement']!r} must be one of {want}, "
                                  f"got {r['reason']!r}")
