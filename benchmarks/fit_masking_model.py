@@ -140,7 +140,8 @@ def call_rates(rows: list[dict], weights: np.ndarray | None, probability: float)
         else:
             neg += 1
             ok += call != "enhancement"
-    return 100.0 * hit / max(pos, 1), 100.0 * ind / max(msk, 1), 100.0 * ok / max(neg, 1), pos, msk, neg
+    return (100.0 * hit / max(pos, 1), 100.0 * ind / max(msk, 1), 100.0 * ok / max(neg, 1),
+            pos, msk, neg)
 
 
 def _fmt(rates: tuple) -> str:
@@ -172,7 +173,8 @@ def main(argv=None) -> int:
 
     def xy(rs):
         use = [r for r in rs if r["terms"] is not None and (
-            r["expected"] == "indeterminate" or (r["expected"] == "enhancement" and r["excess"] >= 0.3))]
+            r["expected"] == "indeterminate"
+            or (r["expected"] == "enhancement" and r["excess"] >= 0.3))]
         x = np.array([[r["terms"][k] for k in MASKING_TERMS[1:]] for r in use], dtype=np.float64)
         return x, np.array([r["expected"] == "indeterminate" for r in use], dtype=np.float64)
 

@@ -105,7 +105,7 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    fine gland correlations +3.2 and +2.9, at least 95 % on FGT +1.7, log blob residual +1.5;
    each threshold above the view's BPE brightness -0.6.  The threshold 0.85 is the lowest (of
    0.70-0.90 by 0.05) at which the leave-one-seed-set-out calls reach the 95 % sensitivity target:
-   pooled over the four held-out sets, sensitivity 95.6 %, masked sites indeterminate 81.6 %,
+   pooled over the four left-out sets, sensitivity 95.6 %, masked sites indeterminate 81.6 %,
    specificity 98.7 % (at 0.80: 93.9 / 83.3 %).  The two hand-set rules it replaces (sessions
    2-5: a non-mass region on FGT no brighter than the view's BPE, unless its iodine does not
    follow the gland texture; a non-mass region whose iodine follows it, r >= 0.6), applied to the
@@ -129,8 +129,9 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    mass merges at half height with an adjoining BPE patch or strand (it is then typed ``nme``,
    which the masking model of step 7 weighs as BPE-like), and a compact BPE patch passes the
    shape rule.  So the map around the region above ``blob_fit_level`` (70 %) of the excess is
-   also fitted with one compact elliptical blob, ``A (1 - rho^2)^p`` plus a plane (centre, semi-axes, angle and
-   ``p`` in ``blob_fit_exponent`` free: a projected ellipsoid has ``p = 1/2``), by robust least
+   also fitted with one compact elliptical blob, ``A (1 - rho^2)^p`` plus a plane (centre,
+   semi-axes, angle and ``p`` in ``blob_fit_exponent`` free: a projected ellipsoid has
+   ``p = 1/2``), by robust least
    squares (Cauchy loss at 10 % of the amplitude, so adjoining enhancement does not pull the
    fit).  Its RMS residual inside the fitted ellipse, as a fraction of ``A``, decides: a region
    that is compact at half height is ``nme`` after all if the residual exceeds
@@ -176,7 +177,7 @@ CALL_REASONS = {
     "above_breast_background": "enhancement",    # ring on the finding: against the breast's windows
     "below_threshold": "no_enhancement",         # a threshold-level enhancement would have been seen
     "background_too_variable": "indeterminate",  # ring limit or 10 mm surroundings too variable
-    "bpe_like": "indeterminate",                 # the enhancing region looks like BPE (masking model)
+    "bpe_like": "indeterminate",                 # region looks like BPE (masking model, step 7)
     "no_background": "indeterminate",            # too few usable site, window or ring pixels
 }
 
@@ -262,8 +263,8 @@ class EnhancementConfig:
                              f"got {self.blob_fit_loss!r}")
         if len(self.masking_weights) != len(MASKING_TERMS) or not all(
                 np.isfinite(w) for w in self.masking_weights):
-            raise ValueError(f"EnhancementConfig.masking_weights must be {len(MASKING_TERMS)} finite "
-                             f"numbers (one per MASKING_TERMS), got {self.masking_weights!r}")
+            raise ValueError(f"EnhancementConfig.masking_weights must be {len(MASKING_TERMS)} "
+                             f"finite numbers (one per MASKING_TERMS), got {self.masking_weights!r}")
         if not 0.0 < self.masking_probability < 1.0:
             raise ValueError(f"EnhancementConfig.masking_probability must be in (0, 1), "
                              f"got {self.masking_probability!r}")
