@@ -424,13 +424,26 @@ def analyze(
 
     first_category = bpe.category
     results = judge(bpe)
-    # BPE is background: enhancing findings are not part of it (second pass without them)
-    found = [r.enhancing_mask for r in results if r.enhancing_mask is not None]
-    lesion_px = np.logical_or.reduce(found) if found else None
+    # BPE is background: enhancing findings are not part of it (second pass without them), with
+    # their borders (a 2 mm margin: the half-maximum region is smaller than the finding).  Non-mass
+    # regions that would take more than a quarter of the FGT are kept (a region grown over a BPE
+    # network is BPE, not a finding); a mass is one compact blob, never BPE, and is always left
+    # out: in a fatty breast a 15-20 mm mass, whose gland-like tissue is FGT on LE, can be a
+    # third of the FGT and read as moderate BPE on its own.
+    margin = max(1, round(2.0 / px))
+
+    def grown(regions: list[np.ndarray]) -> np.ndarray | None:
+        return ndi.binary_dilation(np.logical_or.reduce(regions), iterations=margin) \
+            if regions else None
+
+    masses = grown([r.enhancing_mask for r in results
+                    if r.enhancing_mask is not None and r.type == "mass"])
+    others = grown([r.enhancing_mask for r in results
+                    if r.enhancing_mask is not None and r.type != "mass"])
+    if others is not None and (others & bpe_fgt).sum() > 0.25 * bpe_fgt.sum():
+        others = None
+    lesion_px = masses if others is None else others if masses is None else masses | others
     if lesion_px is not None:
-        # their borders too (a 2 mm margin: the half-maximum region is smaller than the finding)
-        lesion_px = ndi.binary_dilation(lesion_px, iterations=max(1, round(2.0 / px)))
-    if lesion_px is not None and (lesion_px & bpe_fgt).sum() <= 0.25 * bpe_fgt.sum():
         bpe = measure_bpe(rel, bpe_fgt & ~lesion_px, seg.breast_mask, pixel_mm=px,
                           smooth_mm=cfg.bpe_smooth_mm,
                           enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,

@@ -37,7 +37,9 @@ Meaning of the fields
   when its 0.5 mm-smoothed iodine, above the local fat baseline, exceeds 0.15 mg/cm^2.  Categories on
   the CEM extent scale: minimal < 10 %, mild 10-25 %, moderate 25-50 %, marked > 50 %.  The
   extent is read on FGT beyond the thickness roll-off and 4 mm from the skin (where the iodine map
-  is free of the rim residual), with enhancing findings left out.  All thresholds are settings of :class:`cemrecon.quantify.AnalyzeConfig`.
+  is free of the rim residual), with enhancing findings left out (masses always, non-mass
+  regions unless they would take more than a quarter of the FGT).  All thresholds are settings
+  of :class:`cemrecon.quantify.AnalyzeConfig`.
 * **ROIs.** Detected ROIs are BI-RADS grouped calcifications (>= 5 within 1 cm) found on LE, boxed
   with a 2 mm margin; user ROIs come from ``--rois FILE``: a JSON list of ``{"laterality": "R",
   "view": "CC", "bbox": [row0, col0, row1, col1], "study_uid": "..." (optional)}``.
