@@ -39,9 +39,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-LEVELS = ("minimal", "mild", "moderate", "marked")
-
-
 def _ranges(text: str) -> list[list[int]]:
     out = []
     for part in text.split(","):
@@ -51,33 +48,11 @@ def _ranges(text: str) -> list[list[int]]:
 
 
 def _rows_for_seed(args) -> list[dict]:
+    """The validator's sites of one seed (its four BPE levels), masking model off."""
     seed, scale = args
-    from validate_quantify import _analyze_sim
+    from validate_quantify import experiment_calls
 
-    from cemrecon.phantom.exam import simulate_view
-    from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
-
-    cfg = AnalyzeConfig(detect_calcifications=False,
-                        enhancement=EnhancementConfig(masking_check=False))
-    rng = np.random.default_rng(seed)
-    enh_type = "mass" if rng.uniform() < 0.5 else "nme"
-    lesions = [{"type": enh_type, "calcifications": True},
-               {"type": "calcifications", "enhancement": "none"},
-               {"type": "calcifications", "enhancement": "weak"}]
-    rows = []
-    for level in LEVELS:
-        sim = simulate_view(seed=seed, scale=scale, laterality="R", view="CC", bpe_level=level,
-                            lesions=lesions)
-        truths = [les for les in sim.truth.lesions
-                  if les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]]
-        rois = [UserRoi("R", "CC", tuple(les.calcification_bbox)) for les in truths]
-        res = _analyze_sim(sim, rois=rois, config=cfg)
-        for les, r in zip(truths, res.rois, strict=True):
-            rows.append({"seed": seed, "level": level, "type": les.type,
-                         "expected": les.expected_enhancement,
-                         "excess": les.site_iodine_excess_mg_cm2, "call": r.enhancement,
-                         "terms": r.masking_terms})
-    return rows
+    return experiment_calls([seed], scale, lambda _msg: None, masking_check=False)[2]
 
 
 def simulate(groups: list[list[int]], scale: float, workers: int) -> list[dict]:
@@ -121,14 +96,14 @@ def call_rates(rows: list[dict], weights: np.ndarray | None, probability: float)
     iodine at the site reaches the 0.3 mg/cm^2 threshold (a large NME may not enhance where its
     calcifications are), specificity = not ``enhancement`` among sites expected
     ``no_enhancement``."""
-    from cemrecon.quantify.enhancement import MASKING_TERMS
+    from cemrecon.quantify.enhancement import masking_probability
 
     pos = hit = msk = ind = neg = ok = 0
     for r in rows:
         call = r["call"]
         if weights is not None and r["terms"] is not None:
-            t = weights[0] + sum(w * r["terms"][k] for k, w in zip(MASKING_TERMS[1:], weights[1:]))
-            call = "indeterminate" if 1.0 / (1.0 + np.exp(-t)) >= probability else "enhancement"
+            p = masking_probability(r["terms"], tuple(weights))
+            call = "indeterminate" if p >= probability else "enhancement"
         if r["expected"] == "enhancement":
             if r["excess"] < 0.3:
                 continue

@@ -143,7 +143,8 @@ def experiment_calls(seeds, scale, log, masking_check=True):
                               "excess": les.site_iodine_excess_mg_cm2, "peak": les.iodine_excess_mg_cm2, "type": les.type,
                               "spread": les.background_bpe_spread_mg_cm2,
                               "call": r.enhancement, "call_type": r.type, "reason": r.reason,
-                              "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2})
+                              "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2,
+                              "terms": r.masking_terms})
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
                 + ", ".join(f"{s['type'][:4]}/{s['expected'][:6]}->{s['call'][:6]} "

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import fit_masking_model as fmm  # noqa: E402
+import fit_masking_model as fmm
 
-from cemrecon.quantify.enhancement import MASKING_TERMS  # noqa: E402
+from cemrecon.quantify.enhancement import MASKING_TERMS
 
 
 def test_fit_logistic_recovers_known_weights_on_raw_terms():

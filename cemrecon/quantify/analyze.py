@@ -440,10 +440,11 @@ def analyze(
                     if r.enhancing_mask is not None and r.type == "mass"])
     others = grown([r.enhancing_mask for r in results
                     if r.enhancing_mask is not None and r.type != "mass"])
-    if others is not None and (others & bpe_fgt).sum() > 0.25 * bpe_fgt.sum():
-        others = None
-    lesion_px = masses if others is None else others if masses is None else masses | others
-    if lesion_px is not None:
+    left_out = [] if masses is None else [masses]
+    if others is not None and (others & bpe_fgt).sum() <= 0.25 * bpe_fgt.sum():
+        left_out.append(others)
+    if left_out:
+        lesion_px = np.logical_or.reduce(left_out)
         bpe = measure_bpe(rel, bpe_fgt & ~lesion_px, seg.breast_mask, pixel_mm=px,
                           smooth_mm=cfg.bpe_smooth_mm,
                           enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,

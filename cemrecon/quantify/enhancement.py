@@ -164,6 +164,7 @@ __all__ = [
     "MASKING_TERMS",
     "EnhancementConfig",
     "RoiEnhancement",
+    "masking_probability",
     "measure_enhancement",
 ]
 
@@ -480,6 +481,15 @@ def _masking_terms(sm: np.ndarray, region: np.ndarray, near: np.ndarray, pixel_m
     }
 
 
+def masking_probability(terms: dict[str, float],
+                        weights: tuple[float, ...] = DEFAULT_MASKING_WEIGHTS) -> float:
+    """Probability that an enhancing region is BPE-like: the logistic function of
+    ``weights[0] + sum(weights[i] * terms[MASKING_TERMS[i]])`` (``terms`` as in
+    ``RoiEnhancement.masking_terms``, the intercept omitted)."""
+    t = weights[0] + sum(w * terms[k] for k, w in zip(MASKING_TERMS[1:], weights[1:], strict=True))
+    return float(1.0 / (1.0 + np.exp(-t)))
+
+
 def _classify_shape(region: np.ndarray, cfg: EnhancementConfig, pixel_mm: float) -> str:
     from skimage.measure import label, regionprops
 
@@ -751,9 +761,7 @@ def measure_enhancement(
             blob_res=blob_res, site_rel=(s_site - masking_level_mg_cm2) / thr
             if masked_view and masking_level_mg_cm2 is not None else 0.0,
             masked_view=masked_view, non_mass=etype == "nme")
-        t = cfg.masking_weights[0] + sum(w * terms[k] for k, w in zip(MASKING_TERMS[1:],
-                                                                      cfg.masking_weights[1:]))
-        p_mask = float(1.0 / (1.0 + np.exp(-t)))
+        p_mask = masking_probability(terms, cfg.masking_weights)
         if cfg.masking_check and p_mask >= cfg.masking_probability:
             logger.info("ROI %s: enhancing region looks like BPE (masking probability %.2f; %s): "
                         "masked, indeterminate", list(bbox), p_mask,
