@@ -41,7 +41,8 @@ operating point and reports more false clusters).  The full run takes ~6 min for
 (96 views at scale 0.5) plus ~5 min for the 24 full-scale cluster images.
 
 1. **BPE and ROI calls** (``--scale``, default 0.5 = 0.2 mm pixels): each patient seed is simulated
-   once per BPE level (minimal, mild, moderate, marked) with findings planted in the right CC view:
+   once per BPE level (minimal, mild, moderate, marked) with findings planted in the right CC view
+   (``--view MLO`` / ``--laterality L`` for another view; the masking model was fitted on R CC):
    a mass or an NME with calcifications (enhancing, 0.5-3 / 0.3-1.5 mg/cm^2 peak), a calcification
    cluster without enhancement, and a calcification cluster on a weak enhancement (0.1-0.3 mg/cm^2,
    below the threshold, placed inside enhancing BPE when the view has some).  The expected call
@@ -111,7 +112,7 @@ def _analyze_sim(sim, rois=None, **kw):
     return analyze(sim, rois=rois, iodine_options=opts, **kw)
 
 
-def experiment_calls(seeds, scale, log, masking_check=True):
+def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC"):
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
 
@@ -127,9 +128,10 @@ def experiment_calls(seeds, scale, log, masking_check=True):
                    {"type": "calcifications", "enhancement": "weak"}]
         for level in LEVELS:
             t0 = time.perf_counter()
-            sim = simulate_view(seed=seed, scale=scale, laterality="R", view="CC", bpe_level=level,
-                                lesions=lesions)
-            rois = [UserRoi("R", "CC", tuple(les.calcification_bbox)) for les in sim.truth.lesions
+            sim = simulate_view(seed=seed, scale=scale, laterality=laterality, view=view,
+                                bpe_level=level, lesions=lesions)
+            rois = [UserRoi(laterality, view, tuple(les.calcification_bbox))
+                    for les in sim.truth.lesions
                     if les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]]
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
@@ -195,6 +197,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--calc-seeds", default="11100-11111")
     ap.add_argument("--calc-scale", type=float, default=1.0)
+    ap.add_argument("--view", choices=("CC", "MLO"), default="CC",
+                    help="view of the calls experiment (MLO: pectoral muscle in the image)")
+    ap.add_argument("--laterality", choices=("R", "L"), default="R")
     ap.add_argument("--skip-calls", action="store_true")
     ap.add_argument("--no-masking-check", dest="masking_check", action="store_false",
                     help="EnhancementConfig(masking_check=False): an enhancing region the BPE-masking "
@@ -218,7 +223,8 @@ def main(argv=None) -> int:
 
     rows = []
     if not args.skip_calls:
-        bt, bp, sites = experiment_calls(call_seeds, args.scale, log, args.masking_check)
+        bt, bp, sites = experiment_calls(call_seeds, args.scale, log, args.masking_check,
+                                         args.laterality, args.view)
         if args.sites_json:
             import json
             with open(args.sites_json, "w") as f:

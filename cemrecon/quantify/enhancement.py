@@ -13,6 +13,19 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 3. **Site statistic.** ``S`` = the ``site_percentile`` (90th) percentile of the smoothed map in the
    ROI box: close to the peak of an enhancement that fills part of the box (a mean over the box
    would dilute a small mass or patchy NME by the box/lesion area ratio), yet not a single pixel.
+   Amounts (the site excess and the wide view's windows) are read on a first-order (Van Cittert)
+   deconvolution of the smoothed map, ``2 sm - G * sm`` (``site_deconvolve``, on by default):
+   smoothing lowers a lesion's curved top by ~ sigma^2 / 2 x its curvature, and with it the
+   upper percentile (a Gaussian lesion of SD ``s`` = 1.5 mm reads 10 % low at its peak; a
+   textured NME lost 0.75 -> 0.65 mg/cm^2 on a noise-free development map).  The deconvolution
+   leaves ``1 - 2 / (1 + u) + 1 / (1 + 2 u)``, ``u = (sigma / s)^2`` (1.8 % for that lesion), at
+   1.35 x the smoothed noise SD (~0.03 mg/cm^2 at 0.1 mm pixels).  On the development phantoms
+   (8000-8023, 9000-9035, 12000-12023, 13000-13023) the median of measured - E over the 364
+   enhancing sites with E >= 0.3 went from -0.039 to -0.018 mg/cm^2 (IQR 0.066 -> 0.051), and
+   over the 632 sites expected ``no_enhancement`` from -0.007 to -0.005; 3 of 1296 calls changed
+   (sensitivity 96.2 -> 96.4 %, specificity 98.1 -> 97.8 %).  Shapes (the site's own region, the
+   ring, the enhancing region of step 8 and the masking terms) stay on the smoothed map, with its
+   own excess setting the half height.
 4. **The site's own enhancing region.** ROI-sized windows translated around the site (from
    ``ring_gap_mm`` to ``search_mm`` away, >= 80 % inside the breast, away from the view's other
    findings) give the wide background level ``B`` (their median statistic).  If ``S - B`` is at
@@ -35,7 +48,8 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    the site pixels (noise SD x sqrt(2)) and the percentile's rise is extrapolated linearly in
    the noise SD back to zero noise; that gives ``O - m`` (``m`` = median inlier residual) on a
    flat box and less on a peaked one, and is clipped to ``[0, O - m]``, so
-   ``iodine_excess = S - P - m - bias``.  ``sigma`` = robust SD (1.4826 MAD) of all ring residuals: the
+   ``iodine_excess = S - P - m - bias``, with ``S``, ``m``, ``O`` and the resampled residuals all
+   read on the deconvolved map of step 3 (the plane is unchanged by the filter).  ``sigma`` = robust SD (1.4826 MAD) of all ring residuals: the
    local variability (noise plus BPE texture) *at the ring's own distance*, not that of tissue
    30 mm away.  The detectability limit is ``L = max(z_detect * sigma, R90 - O)`` where ``R90``
    is the 90th percentile of all ring residuals: a site must stand ``z_detect`` (3) SDs out of its
@@ -235,6 +249,7 @@ class EnhancementConfig:
     min_gland_px: int = 10
     max_windows: int = 400
     simex_draws: int = 16
+    site_deconvolve: bool = True
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
     mass_min_ellipse_fill: float = 0.9
@@ -340,6 +355,22 @@ def _simex_bias(values: np.ndarray, noise: np.ndarray, q: float, *, draws: int) 
     p0 = float(np.percentile(v, q))
     p1 = float(np.mean([np.percentile(v + rng.choice(noise, v.size), q) for _ in range(draws)]))
     return (p1 - p0) / (np.sqrt(2.0) - 1.0)
+
+
+def _deconvolve_first_order(sm: np.ndarray, sigma_px: float) -> np.ndarray:
+    """First-order (Van Cittert) deconvolution of a Gaussian-smoothed map: ``2 sm - G * sm``.
+
+    ``sm = G * f`` lowers the curved top of a lesion by ~ sigma^2 / 2 x its curvature;
+    ``2 G - G * G`` cancels that second-order term (its transfer function is
+    ``1 - (1 - g)^2``, flat to fourth order at low frequency), so a dome's upper percentiles come
+    back to within a few percent while fine noise stays suppressed (white-noise SD 1.35 x that of
+    ``sm``: the kernel's squared integral is 11/6 x that of ``G``).  The second smoothing is a
+    normalised convolution over the finite pixels (NaN outside stays NaN).
+    """
+    fin = np.isfinite(sm)
+    num = ndi.gaussian_filter(np.where(fin, sm, 0.0), sigma_px)
+    den = ndi.gaussian_filter(fin.astype(np.float64), sigma_px)
+    return np.where(fin, 2.0 * sm - num / np.maximum(den, 1e-6), np.nan)
 
 
 def _gland_correlation(sm: np.ndarray, gland: np.ndarray, region: np.ndarray, margin_px: int,
@@ -609,12 +640,15 @@ def measure_enhancement(
     den = ndi.gaussian_filter(win_v.astype(np.float64), sig)
     sm = np.where(win_v & (den > 0.2), num / np.maximum(den, 1e-6), np.nan)
     q = cfg.site_percentile
+    # amounts are read on a first-order deconvolution of it (step 3), shapes on sm itself
+    amt = _deconvolve_first_order(sm, sig) if cfg.site_deconvolve else sm
 
     def stat(block: np.ndarray) -> float:
         v = block[np.isfinite(block)]
         return float(np.percentile(v, q)) if v.size >= 3 else nan
 
     s_site = stat(np.where(site_v, sm, np.nan))
+    s_amt = stat(np.where(site_v, amt, np.nan))
     # background ring of ROI-sized windows around the site (not overlapping it, >= 80 % breast)
     bh, bw = sr1 - sr0, sc1 - sc0
     _, frac = _box_means(win_i, win_v, bh, bw)
@@ -636,8 +670,10 @@ def measure_enhancement(
         keep = np.linspace(0, len(cand) - 1, cfg.max_windows).astype(int)
         cand = cand[keep]
     null = np.array([stat(sm[a:a + bh, b:b + bw]) for a, b in cand]) if len(cand) else np.zeros(0)
-    fin = np.isfinite(null)
-    null = null[fin]
+    null_amt = np.array([stat(amt[a:a + bh, b:b + bw]) for a, b in cand]) \
+        if len(cand) else np.zeros(0)
+    fin = np.isfinite(null) & np.isfinite(null_amt)
+    null, null_amt = null[fin], null_amt[fin]
     box = (r0, c0, r1, c1)
     if null.size < cfg.min_windows or not np.isfinite(s_site):
         logger.info("ROI %s: %d background windows inside the breast (need %d); indeterminate",
@@ -689,12 +725,20 @@ def measure_enhancement(
     r_hi = float(np.percentile(res, cfg.masking_percentile))
     # noise bias of the site statistic (SIMEX, step 6): O - m on a flat box, less on a box whose
     # own signal varies (there the percentile is set by the signal, not by the noise)
-    m_in = float(np.median(res[inl]))
-    bias = _simex_bias(sm[site_v & finite], res[inl] - m_in, cfg.site_percentile,
-                       draws=cfg.simex_draws)
-    o_flat = max(offset - m_in, 0.0)
-    bias = min(max(bias, 0.0), o_flat) if np.isfinite(bias) else o_flat
-    excess = s_site - plane_site - m_in - bias
+
+    def excess_over_plane(m: np.ndarray, s_m: float) -> float:
+        """Site statistic of map ``m`` over the plane, less the ring's median and noise bias."""
+        r_m = m[ring] - design @ coef
+        m_med = float(np.median(r_m[inl]))
+        b = _simex_bias(m[site_v & finite], r_m[inl] - m_med, q, draws=cfg.simex_draws)
+        o_flat = max(float(np.percentile(r_m[inl], q)) - m_med, 0.0)
+        b = min(max(b, 0.0), o_flat) if np.isfinite(b) else o_flat
+        return s_m - plane_site - m_med - b
+
+    # the smoothed map's own excess sets the half-height of the enhancing region (step 8); the
+    # reported excess is read on the deconvolved map (the plane is unchanged by the filter)
+    excess_sm = excess_over_plane(sm, s_site)
+    excess = excess_over_plane(amt, s_amt) if cfg.site_deconvolve else excess_sm
     limit = max(cfg.z_detect * sigma_bg, r_hi - offset)
     masked_view = bpe_category in cfg.masking_bpe
 
@@ -713,8 +757,9 @@ def measure_enhancement(
 
     # the wide view: the site against the ROI-sized windows of the breast within search_mm (the
     # same statistic, so no noise-bias correction); robust SD of the windows
-    wide_excess = s_site - wide_bg
-    wide_sd = max(1.4826 * float(np.median(np.abs(null - wide_bg))), 1e-6)
+    wide_amt = float(np.median(null_amt))
+    wide_excess = s_amt - wide_amt
+    wide_sd = max(1.4826 * float(np.median(np.abs(null_amt - wide_amt))), 1e-6)
     if excess >= thr and excess >= limit:
         call, reason = "enhancement", "above_local_background"
     elif excess < limit and wide_excess >= thr and wide_excess >= cfg.z_detect * wide_sd:
@@ -726,7 +771,7 @@ def measure_enhancement(
                     list(bbox), excess, limit, wide_excess, wide_sd)
         call, reason = "enhancement", "above_breast_background"
         excess, limit, sigma_bg = wide_excess, cfg.z_detect * wide_sd, wide_sd
-        plane_site, offset = wide_bg, 0.0
+        plane_site, offset, excess_sm = wide_bg, 0.0, s_site - wide_bg
     elif (excess < thr and limit <= thr * (cfg.masking_limit_fraction if masked_view else 1.0)
           and wide_spread() < cfg.spread_fraction * thr):  # only a no_enhancement candidate needs it
         call, reason = "no_enhancement", "below_threshold"
@@ -741,11 +786,12 @@ def measure_enhancement(
     if call == "enhancement":
         # enhancing region: half height over the local background, components touching the box
         near = ndi.binary_dilation(site, iterations=max(1, round(cfg.type_near_mm / pixel_mm)))
-        region = _components_above(smz, plane_site + offset + 0.5 * excess, near)
+        region = _components_above(smz, plane_site + offset + 0.5 * excess_sm, near)
         etype = _classify_shape(region, cfg, pixel_mm)
         if cfg.blob_fit:
             # the half-height shape, checked against one compact blob fitted to the map (step 8)
-            core = _components_above(smz, plane_site + offset + cfg.blob_fit_level * excess, near)
+            core = _components_above(smz, plane_site + offset + cfg.blob_fit_level * excess_sm,
+                                     near)
             blob_res = _blob_fit_residual(sm, core, pixel_mm, cfg)
             if etype == "mass" and blob_res > cfg.blob_fit_reject:
                 etype = "nme"
