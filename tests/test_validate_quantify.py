@@ -1,0 +1,59 @@
+"""benchmarks/validate_quantify.py: the table's statistics (not the simulation)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import validate_quantify as vq
+
+
+def _sites(hits_per_seed):
+    return [{"seed": seed, "hit": h} for seed, hits in enumerate(hits_per_seed) for h in hits]
+
+
+def test_seed_bootstrap_interval_widens_when_a_patient_counts_many_times():
+    # 40 seeds x 4 views, 16 misses (90 % hit) in two arrangements: one miss in each of 16
+    # seeds, or 4 seeds missed in all 4 views (one patient's lesion counted four times).
+    # Binomial SD of a 90 % rate over 160 independent views: sqrt(0.09 / 160) = 2.4 %; over 40
+    # independent patients: sqrt(0.09 / 40) = 4.7 %.  A 95 % interval is ~ +-1.96 SD, ~9 vs ~18
+    # points wide (the spread arrangement varies less than binomially between seeds); the bounds
+    # allow for the bootstrap's discreteness.
+    spread = _sites([[False, True, True, True]] * 16 + [[True] * 4] * 24)   # 16 misses of 160
+    clustered = _sites([[False] * 4] * 4 + [[True] * 4] * 36)               # 16 misses of 160
+    for sites in (spread, clustered):
+        lo, hi = vq.seed_bootstrap_ci(sites, lambda s: s["hit"])
+        assert lo < 0.9 < hi
+    w_spread = np.subtract(*vq.seed_bootstrap_ci(spread, lambda s: s["hit"])[::-1])
+    w_clust = np.subtract(*vq.seed_bootstrap_ci(clustered, lambda s: s["hit"])[::-1])
+    assert 0.05 < w_spread < 0.14
+    assert 0.13 < w_clust < 0.24
+    assert w_clust > 1.5 * w_spread
+    # deterministic (fixed generator), and empty input gives no interval
+    assert vq.seed_bootstrap_ci(clustered, lambda s: s["hit"]) == \
+        vq.seed_bootstrap_ci(clustered, lambda s: s["hit"])
+    assert all(np.isnan(vq.seed_bootstrap_ci([], lambda s: True)))
+
+
+def test_table_from_saved_sites(tmp_path, capsys):
+    # --from-sites tabulates a --sites-json file without simulating: 2 seeds, one BPE view each,
+    # one enhancing lesion each (one missed), one masked site called indeterminate.
+    site = {"level": "mild", "peak": 1.0, "spread": 0.0, "reason": "above_local_background",
+            "type": "mass", "call_type": "mass", "measured": 1.0, "limit": 0.1, "terms": None}
+    sites = [dict(site, seed=1, expected="enhancement", excess=1.0, call="enhancement"),
+             dict(site, seed=2, expected="enhancement", excess=0.4, call="no_enhancement",
+                  reason="below_threshold"),
+             dict(site, seed=2, expected="indeterminate", excess=0.1, call="indeterminate",
+                  reason="bpe_like")]
+    path = tmp_path / "sites.json"
+    path.write_text(json.dumps({"bpe_truth": [1, 1], "bpe_pred": [1, 2], "sites": sites}))
+    assert vq.main(["--from-sites", str(path), "--skip-clusters", "-q"]) == 0
+    out = capsys.readouterr().out
+    sens = next(line for line in out.splitlines() if line.startswith("ROI sensitivity"))
+    assert "50.0 % (n=2" in sens
+    assert next(line for line in out.splitlines()
+                if line.startswith("BPE 4-class accuracy")).split()[3] == "50.0"
+    assert "masked sites called indeterminate" in out and "100.0 % (n=1" in out
