@@ -52,7 +52,10 @@ operating point and reports more false clusters).  The full run takes ~6 min for
    a site is masked (expected ``indeterminate``) when ``spread >= max(0.3, E)``; else a mass or
    NME is ``enhancement`` and a cluster is ``enhancement`` if ``E >= 0.3`` (on another finding),
    ``no_enhancement`` otherwise.  Every finding is analysed as a *user ROI* at its true
-   calcification box, so the call is judged apart from detection.
+   calcification box, so the call is judged apart from detection.  By default no calcification
+   is detected, so the sites are read with their specks in the map (negative on RC);
+   ``--detect-calcifications`` detects them on LE as ``analyze`` does by default, and the sites
+   are read with their pixels excluded and filled (``cemrecon.quantify.enhancement``, step 1).
    - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
    - Calls: sensitivity = P(enhancement | expected enhancement, E >= 0.3 mg/cm^2) (a 45 mm NME
      may not enhance where its calcifications are: E < 0.3 is reported apart); specificity =
@@ -144,13 +147,14 @@ def _analyze_sim(sim, rois=None, **kw):
     return analyze(sim, rois=rois, iodine_options=opts, **kw)
 
 
-def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC"):
+def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC",
+                     detect_calcifications=False):
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
 
     bpe_truth, bpe_pred = [], []
     sites = []  # dicts: level, expected, excess, type, call, call_type
-    cfg = AnalyzeConfig(detect_calcifications=False,
+    cfg = AnalyzeConfig(detect_calcifications=detect_calcifications,
                         enhancement=EnhancementConfig(masking_check=masking_check))
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -168,7 +172,7 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
             bpe_pred.append(LEVELS.index(res.bpe.category))
-            roi_iter = iter(res.rois)
+            roi_iter = iter([r for r in res.rois if r.source == "user"])
             for les in sim.truth.lesions:
                 if not (les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]):
                     continue
@@ -292,6 +296,10 @@ def main(argv=None) -> int:
     ap.add_argument("--view", choices=("CC", "MLO"), default="CC",
                     help="view of the calls experiment (MLO: pectoral muscle in the image)")
     ap.add_argument("--laterality", choices=("R", "L"), default="R")
+    ap.add_argument("--detect-calcifications", action="store_true",
+                    help="calls experiment: detect calcifications on LE as analyze() does by "
+                         "default, so their pixels are excluded (and filled) at the sites; off, "
+                         "the sites are read with their specks in the map")
     ap.add_argument("--skip-calls", action="store_true")
     ap.add_argument("--no-masking-check", dest="masking_check", action="store_false",
                     help="EnhancementConfig(masking_check=False): an enhancing region the BPE-masking "
@@ -327,7 +335,7 @@ def main(argv=None) -> int:
         rows += call_rows(bt, bp, sites)
     elif not args.skip_calls:
         bt, bp, sites = experiment_calls(call_seeds, args.scale, log, args.masking_check,
-                                         args.laterality, args.view)
+                                         args.laterality, args.view, args.detect_calcifications)
         if args.sites_json:
             import json
             with open(args.sites_json, "w") as f:

@@ -4,7 +4,13 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
 --------------------------------------------------------------
 1. **Calcifications out.** Calcifications read *opposite* to iodine on RC (a 200 um speck is
    -0.6 to -0.8 mg/cm^2-equivalent, physics.md section 7): their pixels, dilated by
-   ``calc_dilation_px`` (2 px), are excluded from every statistic.
+   ``calc_dilation_px`` (2 px), are excluded from every statistic.  For the site statistic
+   (step 3) the excluded pixels near the box are filled (``calc_fill``, on by default): each
+   hole gets a least-squares quadratic fitted to the usable pixels within
+   ``calc_fill_reach_mm`` (1 mm) of it.  A cluster sits in the brightest part of an enhancing
+   DCIS; cut out, it takes the lesion's top with it (six specks on a Gaussian lesion of 1.5 mm
+   SD: 0.41 -> 0.29 mg/cm^2 read), and a Gaussian-weighted fill from the rim stays on the flank
+   (0.32); the quadratic follows the top (0.39; tested).
 2. **Smoothing.** The map is smoothed with a Gaussian of ``stat_smooth_mm`` (0.5 mm) over the
    usable pixels only (normalised convolution): quantum noise (~0.3 mg/cm^2 per 100 um pixel,
    physics.md section 3) drops ~18-fold (1 / (2 sqrt(pi) x 5 px)) to ~0.02 mg/cm^2, an order of
@@ -250,6 +256,8 @@ class EnhancementConfig:
     max_windows: int = 400
     simex_draws: int = 16
     site_deconvolve: bool = True
+    calc_fill: bool = True
+    calc_fill_reach_mm: float = 1.0
     mass_min_solidity: float = 0.85
     mass_max_eccentricity: float = 0.92
     mass_min_ellipse_fill: float = 0.9
@@ -355,6 +363,42 @@ def _simex_bias(values: np.ndarray, noise: np.ndarray, q: float, *, draws: int) 
     p0 = float(np.percentile(v, q))
     p1 = float(np.mean([np.percentile(v + rng.choice(noise, v.size), q) for _ in range(draws)]))
     return (p1 - p0) / (np.sqrt(2.0) - 1.0)
+
+
+def _fill_quadratic(img: np.ndarray, holes: np.ndarray, valid: np.ndarray, pixel_mm: float,
+                    reach_mm: float) -> np.ndarray:
+    """``img`` with each connected hole replaced by a quadratic surface fitted to its rim.
+
+    The rim is the valid pixels within ``reach_mm`` of the hole.  A least-squares quadratic
+    ``a + b y + c x + d y^2 + e x y + f x^2`` follows the curved top of a lesion across a
+    calcification cluster (a Gaussian-weighted mean of the rim, as normalised convolution gives,
+    stays below it), and averages the rim's noise over its ~100+ pixels instead of copying it.
+    Holes with fewer than 12 rim pixels keep their values.
+    """
+    out = img.copy()
+    lab, _ = ndi.label(holes)
+    reach = max(2, round(reach_mm / pixel_mm))
+    for k, sl in enumerate(ndi.find_objects(lab), 1):
+        if sl is None:
+            continue
+        r0, r1 = max(0, sl[0].start - reach), min(img.shape[0], sl[0].stop + reach)
+        c0, c1 = max(0, sl[1].start - reach), min(img.shape[1], sl[1].stop + reach)
+        hole = lab[r0:r1, c0:c1] == k
+        rim = ndi.binary_dilation(hole, iterations=reach) & valid[r0:r1, c0:c1] \
+            & ~holes[r0:r1, c0:c1]
+        yy, xx = np.nonzero(rim)
+        if yy.size < 12:
+            continue
+        cy, cx = yy.mean(), xx.mean()
+
+        def design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+            y, x = (y - cy) * pixel_mm, (x - cx) * pixel_mm
+            return np.column_stack([np.ones_like(y), y, x, y * y, x * y, x * x])
+
+        coef, *_ = np.linalg.lstsq(design(yy, xx), img[r0:r1, c0:c1][rim], rcond=None)
+        hy, hx = np.nonzero(hole)
+        out[r0 + hy, c0 + hx] = design(hy, hx) @ coef
+    return out
 
 
 def _deconvolve_first_order(sm: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -611,9 +655,11 @@ def measure_enhancement(
     if r1 - r0 < 1 or c1 - c0 < 1:
         raise ValueError(f"bbox {list(bbox)!r} does not overlap the image of shape {io.shape}")
     valid = breast_mask & np.isfinite(io)
+    excl = np.zeros_like(valid)
     if calc_mask is not None and calc_mask.any():
         excl = ndi.binary_dilation(calc_mask, iterations=cfg.calc_dilation_px) \
             if cfg.calc_dilation_px > 0 else calc_mask
+        excl = excl & valid
         valid &= ~excl
     io0 = np.where(valid, io, 0.0)
 
@@ -623,10 +669,18 @@ def measure_enhancement(
     R1, C1 = min(hh, r1 + pad), min(ww, c1 + pad)
     win_v = valid[R0:R1, C0:C1]
     win_i = io0[R0:R1, C0:C1]
+    win_x = excl[R0:R1, C0:C1] if cfg.calc_fill else np.zeros_like(win_v)
+    if win_x.any():
+        # only the calcifications that can reach the site statistic are filled (step 1)
+        near_site = np.zeros_like(win_x)
+        reach = int(np.ceil(3 * max(0.5, cfg.stat_smooth_mm / pixel_mm)))
+        near_site[max(0, r0 - R0 - reach):r1 - R0 + reach, max(0, c0 - C0 - reach):c1 - C0 + reach] = True
+        win_x &= near_site
     sr0, sc0, sr1, sc1 = r0 - R0, c0 - C0, r1 - R0, c1 - C0
     site = np.zeros_like(win_v)
     site[sr0:sr1, sc0:sc1] = True
     site_v = site & win_v
+    site_f = site & (win_v | win_x)  # the site statistic's pixels: calcifications filled in
     nan = float("nan")
     if site_v.sum() < 3:
         logger.warning("ROI %s: fewer than 3 usable pixels (outside the breast or all "
@@ -639,16 +693,24 @@ def measure_enhancement(
     num = ndi.gaussian_filter(win_i, sig)
     den = ndi.gaussian_filter(win_v.astype(np.float64), sig)
     sm = np.where(win_v & (den > 0.2), num / np.maximum(den, 1e-6), np.nan)
+    # the same map with the calcification pixels filled in from the tissue around them (step 1)
+    smf = sm
+    if win_x.any():
+        filled = _fill_quadratic(win_i, win_x, win_v, pixel_mm, cfg.calc_fill_reach_mm)
+        use = win_v | win_x
+        num_f = ndi.gaussian_filter(np.where(use, filled, 0.0), sig)
+        den_f = ndi.gaussian_filter(use.astype(np.float64), sig)
+        smf = np.where(use & (den_f > 0.2), num_f / np.maximum(den_f, 1e-6), np.nan)
     q = cfg.site_percentile
     # amounts are read on a first-order deconvolution of it (step 3), shapes on sm itself
-    amt = _deconvolve_first_order(sm, sig) if cfg.site_deconvolve else sm
+    amt = _deconvolve_first_order(smf, sig) if cfg.site_deconvolve else smf
 
     def stat(block: np.ndarray) -> float:
         v = block[np.isfinite(block)]
         return float(np.percentile(v, q)) if v.size >= 3 else nan
 
-    s_site = stat(np.where(site_v, sm, np.nan))
-    s_amt = stat(np.where(site_v, amt, np.nan))
+    s_site = stat(np.where(site_f, smf, np.nan))
+    s_amt = stat(np.where(site_f, amt, np.nan))
     # background ring of ROI-sized windows around the site (not overlapping it, >= 80 % breast)
     bh, bw = sr1 - sr0, sc1 - sc0
     _, frac = _box_means(win_i, win_v, bh, bw)
@@ -730,14 +792,14 @@ def measure_enhancement(
         """Site statistic of map ``m`` over the plane, less the ring's median and noise bias."""
         r_m = m[ring] - design @ coef
         m_med = float(np.median(r_m[inl]))
-        b = _simex_bias(m[site_v & finite], r_m[inl] - m_med, q, draws=cfg.simex_draws)
+        b = _simex_bias(m[site_f], r_m[inl] - m_med, q, draws=cfg.simex_draws)
         o_flat = max(float(np.percentile(r_m[inl], q)) - m_med, 0.0)
         b = min(max(b, 0.0), o_flat) if np.isfinite(b) else o_flat
         return s_m - plane_site - m_med - b
 
     # the smoothed map's own excess sets the half-height of the enhancing region (step 8); the
     # reported excess is read on the deconvolved map (the plane is unchanged by the filter)
-    excess_sm = excess_over_plane(sm, s_site)
+    excess_sm = excess_over_plane(smf, s_site)
     excess = excess_over_plane(amt, s_amt) if cfg.site_deconvolve else excess_sm
     limit = max(cfg.z_detect * sigma_bg, r_hi - offset)
     masked_view = bpe_category in cfg.masking_bpe
