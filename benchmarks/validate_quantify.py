@@ -2,8 +2,10 @@
 
 Usage::
 
-    python benchmarks/validate_quantify.py [--seeds 19000-19023] [--scale 0.5] [--calc-scale 1.0]
-                                           [--calc-seeds 11100-11111] [--quick]
+    python benchmarks/validate_quantify.py [--seeds 22000-22023] [--scale 0.5] [--calc-scale 1.0]
+                                           [--calc-seeds 11100-11111] [--view CC|MLO]
+                                           [--laterality R|L] [--detect-calcifications]
+                                           [--sites-json OUT] [--from-sites IN...] [--quick]
 
 Seed ledger (a held-out set is run once, after the code is committed, and not tuned on; once
 reported it becomes a development set, and the next report needs seeds never used):
@@ -31,9 +33,14 @@ reported it becomes a development set, and the next report needs seeds never use
   data of the BPE-masking model (``benchmarks/fit_masking_model.py``, leave-one-set-out);
 * held out, reported once in session 6: calls 16000-16023 and 17000-17023 (the masking model,
   commit d01771c) and 19000-19023 (the final code, 2e45599); 18000-18005 at full scale was a
-  check (seed 18003 then development for the BPE mass exclusion).  The defaults are
-  19000-19023 / 11100-11111, so the README's numbers can be reproduced; pick fresh seeds
-  (e.g. 20000-) for the next held-out report.
+  check (seed 18003 then development for the BPE mass exclusion);
+* held out, reported once in session 7 (the site excess on the deconvolved map, commit
+  a4bf0ef): calls 20000-20023 (R CC; then development: the iodine map's residual at 20015,
+  the calcification fill) and 22000-22023 (R CC), and the first MLO sets, 21000-21023 and
+  23000-23023 (``--view MLO --laterality L``; 23000-23023 then development for the
+  surroundings of sites next to a mass).  The defaults are 22000-22023 / 11100-11111, so the
+  README's numbers can be reproduced; pick fresh seeds (e.g. 24000-) for the next held-out
+  report.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
@@ -289,7 +296,7 @@ def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="19000-19023")
+    ap.add_argument("--seeds", default="22000-22023")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--calc-seeds", default="11100-11111")
     ap.add_argument("--calc-scale", type=float, default=1.0)

@@ -592,6 +592,51 @@ def test_enhancing_cluster_called_enhancement(minimal_view):
     assert roi.iodine_excess_mg_cm2 <= les.iodine_excess_mg_cm2 + roi.detectability_limit_mg_cm2
 
 
+def test_a_box_enclosing_the_site_does_not_blank_its_background(minimal_view):
+    # A user ROI on the non-enhancing cluster, and a second 30 mm ROI enclosing it (a regional
+    # group, or a reader's coarse box).  Other findings' boxes are not background; one that
+    # overlaps the site is the same finding and must not take the site's ring and windows away
+    # (it did: the site read "no_background").  The site keeps its call on its own.
+    sim, sites, _ = minimal_view
+    les, alone = next(v for v in sites.values() if v[0].type == "calcifications"
+                      and v[0].expected_enhancement == "no_enhancement" and v[0].iodine_excess_mg_cm2 == 0)
+    r0, c0, r1, c1 = les.calcification_bbox
+    half = round(15.0 / sim.pixel_mm)
+    cy, cx = (r0 + r1) // 2, (c0 + c1) // 2
+    big = (max(0, cy - half), max(0, cx - half), cy + half, cx + half)
+    res = analyze(sim, rois=[UserRoi("R", "CC", (r0, c0, r1, c1)), UserRoi("R", "CC", big)],
+                  iodine_options=_NO_SCATTER, config=AnalyzeConfig(detect_calcifications=False))
+    assert alone.enhancement == "no_enhancement"
+    assert (res.rois[0].enhancement, res.rois[0].reason) == (alone.enhancement, alone.reason)
+
+
+def test_regional_calcifications_are_not_cluster_rois(minimal_view, monkeypatch):
+    # BI-RADS grouped calcifications span <= 2 cm; a wider group is a regional distribution.
+    # It stays in the detection result (flagged) but is neither judged as a cluster ROI nor
+    # another site's exclusion box.
+    import importlib
+
+    from cemrecon.quantify.calcifications import CalcificationResult, Cluster, Speck
+
+    sim, sites, _ = minimal_view
+    mod = importlib.import_module("cemrecon.quantify.analyze")
+    les = next(v[0] for v in sites.values() if v[0].type == "mass")
+    r0, c0, r1, c1 = les.calcification_bbox
+    specks = tuple(Speck(row=r0 + 2 + k, col=c0 + 2 + k, area_px=2, diameter_mm=0.2,
+                         contrast=8.0) for k in range(5))
+    grouped = Cluster(specks=specks, bbox=(r0, c0, r1, c1), extent_mm=1.0)
+    half = round(20.0 / sim.pixel_mm)
+    regional = Cluster(specks=specks, bbox=(max(0, r0 - half), max(0, c0 - half), r1 + half,
+                                            c1 + half), extent_mm=35.0, regional=True)
+    fake = CalcificationResult(specks=specks, clusters=(grouped, regional),
+                               mask=np.zeros(sim.le.shape, bool))
+    monkeypatch.setattr(mod, "detect_calcifications", lambda *a, **k: fake)
+    res = analyze(sim, iodine_options=_NO_SCATTER)
+    assert [tuple(r.bbox) for r in res.rois] == [grouped.bbox]
+    assert res.rois[0].enhancement == "enhancement"
+    assert res.calcifications.clusters == (grouped, regional)
+
+
 def test_non_enhancing_cluster_minimal_bpe(minimal_view):
     _, sites, _ = minimal_view
     _, roi = next(v for v in sites.values() if v[0].expected_enhancement == "no_enhancement")

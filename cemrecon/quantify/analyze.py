@@ -298,6 +298,11 @@ def _iodine(inp: _Inputs, calibration: Any, options: dict) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- analyze
+def _overlap(a, b) -> bool:
+    """Whether two ``[row0, col0, row1, col1]`` boxes (end exclusive) share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def analyze(
     data: Any,
     *,
@@ -388,8 +393,15 @@ def analyze(
                       enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
                       category_edges=cfg.bpe_category_edges, exclude=calc_excl,
                       relative_threshold=cfg.bpe_relative_threshold, local_level_mm=cfg.bpe_local_level_mm)
+    # a group wider than 2 cm is a regional distribution, not a grouped cluster (BI-RADS): it is
+    # kept in the detection result (flagged) but is not a site, nor another site's exclusion
+    regional = [cl for cl in calc.clusters if cl.regional]
+    if regional:
+        logger.info("%d calcification group(s) wider than 2 cm (regional distribution) not "
+                    "judged as cluster ROIs: %s", len(regional), [list(cl.bbox) for cl in regional])
     sites: list[tuple[tuple[int, int, int, int], str, int]] = [
-        (tuple(cl.bbox), "detected", cl.n_calcifications) for cl in calc.clusters]
+        (tuple(cl.bbox), "detected", cl.n_calcifications) for cl in calc.clusters
+        if not cl.regional]
     for roi in rois or ():
         if lat is not None and vw is not None and not roi.matches(study_uid=uid, laterality=lat,
                                                                    view=vw):
@@ -414,7 +426,9 @@ def analyze(
             masking_level = float(np.nanpercentile(smoothed[0][view_bpe.enhancing_mask], 90))
         calls = []
         for k, (box, source, n_in) in enumerate(sites):
-            others = [b for j, (b, _, _) in enumerate(sites) if j != k]
+            # other findings are not background; a box that overlaps this one is the same
+            # finding seen twice (a user ROI on a detected cluster), not a reason to blank it
+            others = [b for j, (b, _, _) in enumerate(sites) if j != k and not _overlap(b, box)]
             calls.append(measure_enhancement(
                 rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
                 n_calcifications=n_in, exclude_boxes=others, bpe_category=view_bpe.category,
