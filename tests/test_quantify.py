@@ -102,8 +102,9 @@ def test_site_excess_is_not_lowered_by_the_smoothing(s_mm):
     # (~ 2 u^2 for small u): 6.7 / 1.8 / 0.3 %.  Tolerance: that residual of the peak (0.033 /
     # 0.009 / 0.0015 mg/cm^2) + 0.006 for the plane fitted to the lesion's tail in the ring
     # (the ring starts 1 mm outside the half-height region; the Gaussian there is < 2 % of the
-    # peak for s <= 1.5, < 6 % x 1/5 of it across the plane's median for s = 2.5).  Without the deconvolution the
-    # read is low by more than half of the smoothing loss (checks that the test can fail).
+    # peak for s <= 1.5, < 6 % x 1/5 of it across the plane's median for s = 2.5).  Without the
+    # deconvolution the read is low by more than half of the smoothing loss (checks that the
+    # test can fail).
     px, n, c = 0.2, 300, 150
     rr, cc = np.mgrid[:n, :n]
     lesion = 0.5 * np.exp(-0.5 * ((rr - c) ** 2 + (cc - c) ** 2) / (s_mm / px) ** 2)
@@ -599,7 +600,8 @@ def test_a_box_enclosing_the_site_does_not_blank_its_background(minimal_view):
     # (it did: the site read "no_background").  The site keeps its call on its own.
     sim, sites, _ = minimal_view
     les, alone = next(v for v in sites.values() if v[0].type == "calcifications"
-                      and v[0].expected_enhancement == "no_enhancement" and v[0].iodine_excess_mg_cm2 == 0)
+                      and v[0].expected_enhancement == "no_enhancement"
+                      and v[0].iodine_excess_mg_cm2 == 0)
     r0, c0, r1, c1 = les.calcification_bbox
     half = round(15.0 / sim.pixel_mm)
     cy, cx = (r0 + r1) // 2, (c0 + c1) // 2

@@ -55,9 +55,10 @@ Method (per ROI, on the baseline-corrected iodine map, mg/cm^2)
    the noise SD back to zero noise; that gives ``O - m`` (``m`` = median inlier residual) on a
    flat box and less on a peaked one, and is clipped to ``[0, O - m]``, so
    ``iodine_excess = S - P - m - bias``, with ``S``, ``m``, ``O`` and the resampled residuals all
-   read on the deconvolved map of step 3 (the plane is unchanged by the filter).  ``sigma`` = robust SD (1.4826 MAD) of all ring residuals: the
-   local variability (noise plus BPE texture) *at the ring's own distance*, not that of tissue
-   30 mm away.  The detectability limit is ``L = max(z_detect * sigma, R90 - O)`` where ``R90``
+   read on the deconvolved map of step 3 (the plane is unchanged by the filter).  ``sigma`` =
+   robust SD (1.4826 MAD) of all ring residuals (on the smoothed map): the local variability
+   (noise plus BPE texture) *at the ring's own distance*, not that of tissue 30 mm away.  The
+   detectability limit is ``L = max(z_detect * sigma, R90 - O)`` where ``R90``
    is the 90th percentile of all ring residuals: a site must stand ``z_detect`` (3) SDs out of its
    surroundings *and* outshine the brighter 10 % of them (enhancing patches next to the site:
    masking by BPE).
@@ -274,7 +275,7 @@ class EnhancementConfig:
 
     def __post_init__(self) -> None:
         for name in ("threshold_mg_cm2", "z_detect", "search_mm", "stat_smooth_mm",
-                     "ring_width_mm"):
+                     "ring_width_mm", "calc_fill_reach_mm"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"EnhancementConfig.{name} must be > 0, got {v!r}")
@@ -674,7 +675,8 @@ def measure_enhancement(
         # only the calcifications that can reach the site statistic are filled (step 1)
         near_site = np.zeros_like(win_x)
         reach = int(np.ceil(3 * max(0.5, cfg.stat_smooth_mm / pixel_mm)))
-        near_site[max(0, r0 - R0 - reach):r1 - R0 + reach, max(0, c0 - C0 - reach):c1 - C0 + reach] = True
+        near_site[max(0, r0 - R0 - reach):r1 - R0 + reach,
+                  max(0, c0 - C0 - reach):c1 - C0 + reach] = True
         win_x &= near_site
     sr0, sc0, sr1, sc1 = r0 - R0, c0 - C0, r1 - R0, c1 - C0
     site = np.zeros_like(win_v)
