@@ -379,7 +379,7 @@ def analyze(
     calc_excl = ndi.binary_dilation(calc.mask, iterations=cfg.enhancement.calc_dilation_px) \
         if calc.mask.any() else calc.mask
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
-                          exclude=calc_excl)
+                          exclude=calc_excl, pixel_mm=px)
     # the skin rim carries the thickness roll-off artefact: not a usable background
     usable = seg.breast_mask & (seg.distance_mm >= cfg.rim_mm)
     # BPE is read where the breast has its full compressed thickness: in the roll-off the iodine

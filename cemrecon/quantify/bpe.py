@@ -140,8 +140,25 @@ def relative_iodine(
     fat_fraction_max: float = 0.15,
     bin_mm: float = 1.0,
     exclude: np.ndarray | None = None,
+    trim_sd: float | None = 3.0,
+    pixel_mm: float | None = None,
+    trim_smooth_mm: float = 1.0,
 ) -> np.ndarray:
     """Iodine minus the local fat baseline at the same distance from the skin line.
+
+    The baseline is the median iodine of the fat pixels in each distance bin.  In a fatty breast
+    an enhancing lesion is mostly "fat" on LE (its gland-like tissue is a few mm of a 30-60 mm
+    path), and its iodine entered that median: on phantom seed 20015 (mean glandular path
+    0.05 cm) the relative map's residual against the truth, regressed on the lesion's iodine
+    around it, was -0.075 per mg/cm^2 (the absolute map's: -0.007).  So, with ``trim_sd``, each
+    bin's median is taken again without the fat pixels whose residual over the first baseline,
+    smoothed over the fat pixels with a Gaussian of ``trim_smooth_mm`` (1 mm; needs
+    ``pixel_mm``, else per pixel), stands more than ``trim_sd`` (3) robust SDs (1.4826 MAD over
+    the fat pixels) *above* it.  Smoothing averages the noise down while a lesion, spatially
+    coherent, keeps its level, so the trim reaches its tails too.  Enhancement is positive;
+    trimming only that side moves a noise-only median by ~0.002 SD.  A bin keeps its first
+    median when the trim would leave it fewer than 10 pixels or less than half of its own
+    (there the outliers are not a lesion on a fat background).
 
     Parameters
     ----------
@@ -155,6 +172,12 @@ def relative_iodine(
         Distance-bin width.
     exclude : ndarray of bool, optional
         Pixels not used for the baseline (e.g. calcifications).
+    trim_sd : float or None, optional
+        One-sided trim of the second median (see above); None: one median per bin.
+    pixel_mm : float, optional
+        Pixel size; with it the residual is smoothed by ``trim_smooth_mm`` before the trim.
+    trim_smooth_mm : float, optional
+        Smoothing of the residual before the trim (mm).
 
     Returns
     -------
@@ -174,24 +197,44 @@ def relative_iodine(
     d_max = float(d_all.max()) if d_all.size else 1.0
     edges = np.arange(0.0, d_max + bin_mm, bin_mm)
     n_bins = max(1, edges.size - 1)
-    d_f = distance_mm[fat]
-    idx = np.clip(np.digitize(d_f, edges) - 1, 0, n_bins - 1)
-    vals = io[fat]
-    base = np.full(n_bins, np.nan)
-    counts = np.bincount(idx, minlength=n_bins)
-    order = np.argsort(idx, kind="stable")
-    for b, chunk in enumerate(np.split(vals[order], np.cumsum(counts)[:-1])):
-        if chunk.size >= 10:
-            base[b] = np.median(chunk)
-    good = np.isfinite(base)
-    if not good.any():
-        b0 = float(np.median(vals)) if vals.size else 0.0
-        base_map = np.full(io.shape, b0)
-    else:
+    bin_of = np.clip(np.digitize(distance_mm, edges) - 1, 0, n_bins - 1)
+
+    def bin_medians(use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Median iodine of the ``use`` pixels per distance bin (NaN under 10) and the counts."""
+        idx = bin_of[use]
+        vals = io[use]
+        base = np.full(n_bins, np.nan)
+        counts = np.bincount(idx, minlength=n_bins)
+        order = np.argsort(idx, kind="stable")
+        for b, chunk in enumerate(np.split(vals[order], np.cumsum(counts)[:-1])):
+            if chunk.size >= 10:
+                base[b] = np.median(chunk)
+        return base, counts
+
+    def as_map(base: np.ndarray) -> np.ndarray:
+        good = np.isfinite(base)
+        if not good.any():
+            vals = io[fat]
+            return np.full(io.shape, float(np.median(vals)) if vals.size else 0.0)
         base = np.interp(np.arange(n_bins), np.flatnonzero(good), base[good])
         base = ndi.uniform_filter1d(base, size=3, mode="nearest")
         centres = 0.5 * (edges[:-1] + edges[1:]) if edges.size > 1 else np.array([0.0])
-        base_map = np.interp(distance_mm, centres, base)
+        return np.interp(distance_mm, centres, base)
+
+    base, counts = bin_medians(fat)
+    base_map = as_map(base)
+    if trim_sd is not None and fat.sum() >= 50:
+        res = io - base_map
+        if pixel_mm is not None:
+            res = _masked_smooth(res, fat, max(0.5, trim_smooth_mm / pixel_mm))
+        r = res[fat]
+        sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        keep = fat.copy()
+        keep[fat] = r <= np.median(r) + trim_sd * sd
+        if keep.sum() < fat.sum():
+            base2, counts2 = bin_medians(keep)
+            ok = np.isfinite(base2) & (counts2 >= 10) & (counts2 >= 0.5 * counts)
+            base_map = as_map(np.where(ok, base2, base))
     return np.where(breast_mask, io - base_map, np.nan)
 
 
