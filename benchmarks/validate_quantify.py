@@ -144,10 +144,6 @@ def _rate(sites, hit) -> str:
     return f"{100 * r:.1f} % (n={len(sites)}; CI {100 * lo:.0f}-{100 * hi:.0f})"
 
 
-def _overlap(b1, b2) -> bool:
-    return not (b1[2] <= b2[0] or b2[2] <= b1[0] or b1[3] <= b2[1] or b2[3] <= b1[1])
-
-
 def _analyze_sim(sim, rois=None, **kw):
     from cemrecon.quantify import analyze
 
@@ -204,6 +200,7 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
 def experiment_clusters(seeds, scale, log):
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import analyze
+    from cemrecon.quantify.enhancement import boxes_overlap
 
     n_target = n_found = n_all = n_found_all = n_false = n_images = 0
     for seed in seeds:
@@ -219,14 +216,14 @@ def experiment_clusters(seeds, scale, log):
             truths = [les for les in sim.truth.lesions if les.specks]
             for les in truths:
                 big = sum(s.diameter_mm >= 0.2 for s in les.specks)
-                hit = any(_overlap(c.bbox, les.calcification_bbox) for c in res.calcifications.clusters)
+                hit = any(boxes_overlap(c.bbox, les.calcification_bbox) for c in res.calcifications.clusters)
                 n_all += 1
                 n_found_all += hit
                 if big >= 5:
                     n_target += 1
                     n_found += hit
             fp = [c for c in res.calcifications.clusters
-                  if not any(_overlap(c.bbox, les.calcification_bbox) for les in truths)]
+                  if not any(boxes_overlap(c.bbox, les.calcification_bbox) for les in truths)]
             n_false += len(fp)
             n_images += 1
             log(f"seed {seed} {lat}{view}: {len(truths)} truth clusters, "

@@ -298,11 +298,6 @@ def _iodine(inp: _Inputs, calibration: Any, options: dict) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- analyze
-def _overlap(a, b) -> bool:
-    """Whether two ``[row0, col0, row1, col1]`` boxes (end exclusive) share a pixel."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def analyze(
     data: Any,
     *,
@@ -426,9 +421,7 @@ def analyze(
             masking_level = float(np.nanpercentile(smoothed[0][view_bpe.enhancing_mask], 90))
         calls = []
         for k, (box, source, n_in) in enumerate(sites):
-            # other findings are not background; a box that overlaps this one is the same
-            # finding seen twice (a user ROI on a detected cluster), not a reason to blank it
-            others = [b for j, (b, _, _) in enumerate(sites) if j != k and not _overlap(b, box)]
+            others = [b for j, (b, _, _) in enumerate(sites) if j != k]
             calls.append(measure_enhancement(
                 rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
                 n_calcifications=n_in, exclude_boxes=others, bpe_category=view_bpe.category,

@@ -185,6 +185,7 @@ __all__ = [
     "MASKING_TERMS",
     "EnhancementConfig",
     "RoiEnhancement",
+    "boxes_overlap",
     "masking_probability",
     "measure_enhancement",
 ]
@@ -364,6 +365,11 @@ def _simex_bias(values: np.ndarray, noise: np.ndarray, q: float, *, draws: int) 
     p0 = float(np.percentile(v, q))
     p1 = float(np.mean([np.percentile(v + rng.choice(noise, v.size), q) for _ in range(draws)]))
     return (p1 - p0) / (np.sqrt(2.0) - 1.0)
+
+
+def boxes_overlap(a, b) -> bool:
+    """Whether two ``[row0, col0, row1, col1]`` boxes (end exclusive) share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _fill_quadratic(img: np.ndarray, holes: np.ndarray, valid: np.ndarray, pixel_mm: float,
@@ -626,7 +632,8 @@ def measure_enhancement(
         Specks inside the ROI (copied to the result).
     exclude_boxes : list of bbox, optional
         Other findings (e.g. the view's other ROIs); background windows within ``near_mm`` of them
-        are not used.
+        are not used.  A box that overlaps the ROI is the same finding seen twice (a user ROI on
+        a detected cluster), not a reason to blank its background: it is ignored.
     bpe_category : str, optional
         The view's BPE category; under ``masking_bpe`` (moderate, marked) ``no_enhancement`` needs
         a limit of at most ``masking_limit_fraction`` x the threshold, and the masking model
@@ -655,6 +662,7 @@ def measure_enhancement(
     r1, c1 = min(hh, r1), min(ww, c1)
     if r1 - r0 < 1 or c1 - c0 < 1:
         raise ValueError(f"bbox {list(bbox)!r} does not overlap the image of shape {io.shape}")
+    exclude_boxes = [ob for ob in exclude_boxes or () if not boxes_overlap(ob, (r0, c0, r1, c1))]
     valid = breast_mask & np.isfinite(io)
     excl = np.zeros_like(valid)
     if calc_mask is not None and calc_mask.any():
@@ -723,7 +731,7 @@ def measure_enhancement(
     step = max(1, min(bh, bw) // 3)
     grid = ((tr - sr0) % step == 0) & ((tc - sc0) % step == 0)
     ok = no_overlap & grid & (frac >= 0.8)
-    for ob in exclude_boxes or ():
+    for ob in exclude_boxes:
         # other findings (the other ROIs of the view) are not background either
         pr = round(cfg.near_mm / pixel_mm)
         o0, o1 = ob[0] - R0 - pr, ob[2] - R0 + pr
@@ -757,7 +765,7 @@ def measure_enhancement(
     inner = cfg.ring_gap_mm + (cfg.region_margin_mm if own.any() else 0.0)
     ring = (dist_mm > inner) & (dist_mm <= inner + cfg.ring_width_mm) & finite & win_v
     pr = round(cfg.near_mm / pixel_mm)
-    for ob in exclude_boxes or ():
+    for ob in exclude_boxes:
         ring[max(0, ob[0] - R0 - pr):max(0, ob[2] - R0 + pr),
              max(0, ob[1] - C0 - pr):max(0, ob[3] - C0 + pr)] = False
     if ring.sum() < cfg.min_ring_px:
