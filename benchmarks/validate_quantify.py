@@ -71,7 +71,10 @@ operating point and reports more false clusters).  The full run takes ~6 min for
      also split into clusters without iodine and weak (sub-threshold) enhancements; masked sites
      called indeterminate / no_enhancement, split into sub-threshold sites and enhancing findings
      no brighter than the BPE around them (for these an ``enhancement`` call names a real
-     lesion, so it is shown apart); indeterminate rate per BPE level among unmasked sites.
+     lesion, so it is shown apart), and by masking depth ``spread / max(0.3, E)`` (near 1 a site
+     is masked by a hair and no measurement can follow the rule's hard edge; at >= 2 the BPE
+     spans twice what the rule asks: target 90 % there); indeterminate rate per BPE level among
+     unmasked sites.
      ``--no-masking-check`` turns the BPE masking model off (see cemrecon.quantify.enhancement).
    - Type: mass vs NME accuracy among enhancing masses / NMEs called enhancement.
 2. **Calcification clusters** (``--calc-scale``, default 1.0 = full-scale 0.1 mm pixels): patients
@@ -232,6 +235,24 @@ def experiment_clusters(seeds, scale, log):
     return n_target, n_found, n_all, n_found_all, n_false, n_images
 
 
+#: Edges of the masking-depth bins of the table (``masking_depth``); from ``CLEARLY_MASKED`` on a
+#: site is masked by a margin (its BPE spans at least twice what the truth rule asks).
+MASKING_DEPTH_EDGES = (1.0, 1.25, 1.5, 2.0)
+CLEARLY_MASKED = 2.0
+
+
+def masking_depth(site, threshold: float = 0.3) -> float:
+    """``spread / max(threshold, E)``: >= 1 for a masked site, by the phantom's truth rule.
+
+    The rule (:func:`cemrecon.phantom.lesions.expected_call`) is a hard cut on two quantities
+    the analysis can only estimate from the map, where a lesion and the BPE around it add up: the
+    noise-free BPE's P90 - P10 within 10 mm (``spread``) and the finding's own iodine at its
+    calcifications (``E``).  A site at depth 1.1 differs from an unmasked one by a tenth of its
+    own iodine, so the table shows the indeterminate rate by depth.
+    """
+    return float(site["spread"]) / max(threshold, float(site["excess"]))
+
+
 def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
     """The calls part of the targets table from the BPE truth/prediction and the judged sites."""
     rows = []
@@ -271,6 +292,15 @@ def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
                          (f"{100 * np.mean([s['call'] == 'indeterminate' for s in grp]):.1f} / "
                           f"{100 * np.mean([s['call'] == 'enhancement' for s in grp]):.1f} % "
                           f"(n={len(grp)})"), "-"))
+    # how deep inside the truth rule's masked zone: near d = 1 a site is masked by a hair
+    for lo, hi in zip(MASKING_DEPTH_EDGES, MASKING_DEPTH_EDGES[1:] + (float("inf"),)):
+        grp = [s for s in masked if lo <= masking_depth(s) < hi]
+        if grp:
+            name = (f"  masked, depth {lo:g}-{hi:g}" if hi < float("inf")
+                    else f"  masked, depth >= {lo:g} (clearly masked)")
+            rows.append((name + ": indeterminate",
+                         _rate(grp, lambda s: s["call"] == "indeterminate"),
+                         ">= 90 %" if lo >= CLEARLY_MASKED else "-"))
     if weak:
         rows.append(("enhancing lesions with site excess < 0.3: enhancement", f"{100 * np.mean([s['call'] == 'enhancement' for s in weak]):.1f} % (n={len(weak)})", "below threshold"))
     for level in LEVELS:

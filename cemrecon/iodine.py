@@ -8,7 +8,9 @@ Pipeline per view (details in :mod:`cemrecon.calibrate` and :mod:`cemrecon.scatt
 2. scatter removal (kernel model, SPR given or estimated from thickness);
 3. optional Gaussian smoothing of both signals (``smoothing_fwhm_mm``: quantum
    noise at 0.1 mm pixels is ~0.3 mg/cm^2 per pixel, physics.md section 3);
-4. ``I = calibration.predict(ln LE, ln HE, T)`` inside the breast, 0 outside.
+4. ``I = calibration.predict(ln LE, ln HE, T)`` inside the breast, 0 outside.  ``T`` is the
+   compressed thickness, or, with a :class:`RolloffReference`, a thickness map that follows the
+   breast's roll-off towards the skin line (:func:`fit_rolloff_thickness`).
 
 Without a calibration the physics-predicted one is used and the provenance says so.
 """
@@ -35,6 +37,8 @@ __all__ = [
     "iodine_map",
     "iodine_map_result",
     "iodine_map_pair",
+    "RolloffReference",
+    "fit_rolloff_thickness",
     "DEFAULT_SMOOTHING_FWHM_MM",
 ]
 
@@ -236,6 +240,101 @@ def primary_signals(
     return s_le, s_he, mask, scatter_info
 
 
+@dataclass(frozen=True)
+class RolloffReference:
+    """Tissue that holds no iodine, to fit the thickness of the roll-off (see
+    :func:`fit_rolloff_thickness`).
+
+    Attributes
+    ----------
+    mask : ndarray of bool (LE shape)
+        Reference pixels (e.g. fat: glandular index below 0.15), inside the breast.
+    distance_mm : ndarray (LE shape)
+        Distance from the skin line (mm).
+    extent_mm : float
+        The thickness is fitted out to this distance from the skin line (the roll-off and a
+        margin); beyond it the compressed thickness holds.
+    """
+
+    mask: np.ndarray
+    distance_mm: np.ndarray
+    extent_mm: float
+
+
+def fit_rolloff_thickness(
+    ln_le: np.ndarray,
+    ln_he: np.ndarray,
+    calibration: Calibration,
+    beams: tuple[Any, Any],
+    thickness_mm: float,
+    reference: RolloffReference,
+    *,
+    bin_mm: float = 1.0,
+    min_pixels: int = 50,
+    max_pixels: int = 5000,
+) -> tuple[np.ndarray, dict]:
+    """Thickness map of the roll-off: per distance from the skin, the ``T`` at which the
+    reference tissue reads no iodine.
+
+    Towards the skin line the breast thins from the compressed thickness to nothing.  The
+    iodine model with the compressed thickness there reads tissue as large negative iodine
+    (phantoms: -10 mg/cm^2 at 5-10 mm from the skin of a 69 mm breast, -3 at 10-15 mm), and a
+    per-distance fat baseline subtracted afterwards (:func:`cemrecon.quantify.bpe.relative_iodine`)
+    leaves a composition-dependent residual, glandular tissue reading as iodine: +0.1 to
+    +0.2 mg/cm^2 at 5-15 mm, +0.04 at 15-25 mm.  The thickness of a ray is one of the model's
+    inputs, so it is fitted where it is unknown: in each ``bin_mm`` band of distance from the
+    skin out to ``reference.extent_mm``, the median iodine of the reference pixels (at most
+    ``max_pixels``, evenly strided) is a monotonic function of ``T``, solved for zero (Brent)
+    within the calibration's thickness range and up to the compressed thickness.  The band
+    values are interpolated along the distance (a band's ~1 mm holds rays of different
+    thickness; the map follows the distance continuously); bands with fewer than ``min_pixels``
+    reference pixels or no root (the skin, where ``T`` is below the calibrated range) take their
+    neighbours' value.  Beyond the fitted extent the compressed thickness holds.
+
+    Returns
+    -------
+    thickness : ndarray of float64 (LE shape)
+    profile : dict
+        ``distance_mm`` and ``thickness_mm`` of the fitted bands (JSON-ready, for provenance).
+    """
+    from scipy.optimize import brentq
+
+    t0 = float(thickness_mm)
+    dist = np.asarray(reference.distance_mm, dtype=np.float64)
+    ref = np.asarray(reference.mask, dtype=bool) & np.isfinite(ln_le) & np.isfinite(ln_he)
+    lo_cal, _ = calibration.thickness_range_mm
+    lo_t = max(float(lo_cal), 1.0)
+    edges = np.arange(0.0, float(reference.extent_mm) + bin_mm, bin_mm)
+    centres, values = [], []
+    for a, b in zip(edges[:-1], edges[1:]):
+        idx = np.flatnonzero((ref & (dist >= a) & (dist < b)).ravel())
+        if idx.size < min_pixels or lo_t >= t0:
+            continue
+        idx = idx[:: max(1, idx.size // max_pixels)]
+        ll, lh = ln_le.ravel()[idx], ln_he.ravel()[idx]
+
+        def median_iodine(t: float) -> float:
+            return float(np.median(calibration.predict(ll, lh, np.full(ll.shape, t), beams)))
+
+        f_lo, f_hi = median_iodine(lo_t), median_iodine(t0)
+        if f_hi >= 0.0:
+            t_fit = t0  # the full thickness already reads no iodine (or some): keep it
+        elif f_lo <= 0.0:
+            continue  # no root in the calibrated range (thinner than it: the skin)
+        else:
+            t_fit = brentq(median_iodine, lo_t, t0, xtol=0.05)
+        centres.append(0.5 * (a + b))
+        values.append(float(t_fit))
+    thickness = np.full(dist.shape, t0)
+    if centres:
+        c, v = np.asarray(centres), np.asarray(values)
+        inside = dist < edges[-1]
+        thickness[inside] = np.interp(dist[inside], c, v)
+    profile = {"distance_mm": [round(float(x), 2) for x in centres],
+               "thickness_mm": [round(float(x), 2) for x in values]}
+    return thickness, profile
+
+
 def iodine_map_result(
     le,
     he=None,
@@ -246,6 +345,7 @@ def iodine_map_result(
     spr: float | tuple[float, float] | None = None,
     grid: bool = True,
     smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM,
+    rolloff_reference: RolloffReference | None = None,
     **exposure_options: Any,
 ) -> IodineResult:
     """Iodine map and its provenance; see :func:`iodine_map` for the parameters."""
@@ -271,8 +371,21 @@ def iodine_map_result(
     ln_le = np.log(np.maximum(s_le, floor))
     ln_he = np.log(np.maximum(s_he, floor))
     iodine = np.zeros(exp.le_dn.shape, dtype=np.float32)
+    beams = (exp.le_beam, exp.he_beam)
+    t_used: float | np.ndarray = t_mm
+    profile = None
+    if rolloff_reference is not None:
+        ref = rolloff_reference
+        for name in ("mask", "distance_mm"):
+            if np.shape(getattr(ref, name)) != exp.le_dn.shape:
+                raise ValueError(f"rolloff_reference.{name} has shape {np.shape(getattr(ref, name))}, "
+                                 f"the image {exp.le_dn.shape}")
+        t_used, profile = fit_rolloff_thickness(
+            ln_le, ln_he, cal, beams, t_mm,
+            RolloffReference(np.asarray(ref.mask, dtype=bool) & mask, ref.distance_mm, ref.extent_mm))
     if mask.any():
-        iodine[mask] = cal.predict(ln_le[mask], ln_he[mask], t_mm, (exp.le_beam, exp.he_beam))
+        t_px = t_used[mask] if isinstance(t_used, np.ndarray) else t_used
+        iodine[mask] = cal.predict(ln_le[mask], ln_he[mask], t_px, beams)
     provenance = {
         "quantity": "iodine areal density",
         "unit": "mg/cm2",
@@ -282,6 +395,9 @@ def iodine_map_result(
         "gain_dn_per_kev": [round(gain_le, 6), round(gain_he, 6)],
         "gain_source": gain_source,
         "thickness_mm": t_mm,
+        "thickness_profile": None if profile is None else dict(
+            profile, method="roll-off fitted: reference tissue reads no iodine "
+                            "(cemrecon.iodine.fit_rolloff_thickness)"),
         "le_beam": beam_to_dict(exp.le_beam),
         "he_beam": beam_to_dict(exp.he_beam),
         "mas": [exp.mas_le, exp.mas_he],
@@ -314,6 +430,10 @@ def iodine_map(le, he=None, **options: Any) -> np.ndarray:
         (:func:`cemrecon.scatter.spr_for_thickness`, ``grid=``).
     smoothing_fwhm_mm : float or None
         Gaussian smoothing of the signals before the log (default 0.5 mm).
+    rolloff_reference : RolloffReference, optional
+        Tissue without iodine (e.g. fat) and the distance from the skin line: the thickness of
+        the roll-off is then fitted (:func:`fit_rolloff_thickness`) instead of taken as the
+        compressed thickness everywhere; the provenance records the fitted profile.
     le_beam, he_beam, mas, pixel_mm, dark_offset, gain_dn_per_kev
         Override or supply acquisition parameters (required for plain arrays).
 

@@ -57,3 +57,23 @@ def test_table_from_saved_sites(tmp_path, capsys):
     assert next(line for line in out.splitlines()
                 if line.startswith("BPE 4-class accuracy")).split()[3] == "50.0"
     assert "masked sites called indeterminate" in out and "100.0 % (n=1" in out
+
+
+def test_masked_sites_by_depth():
+    # depth = spread / max(0.3, E): a sub-threshold site (E 0.1) with BPE spread 0.33 is masked
+    # by a hair (1.1); one with spread 1.2 by four times the rule's need.  Each lands in its
+    # own bin, and only the clearly-masked bin (>= 2) carries the 90 % target.
+    base = {"level": "marked", "peak": 0.1, "type": "calcifications", "call_type": None,
+            "reason": "bpe_like", "measured": 0.5, "limit": 0.2, "terms": None,
+            "expected": "indeterminate", "excess": 0.1}
+    near = dict(base, seed=1, spread=0.33, call="enhancement", reason="above_local_background")
+    deep = dict(base, seed=2, spread=1.2, call="indeterminate")
+    lesion = dict(base, seed=3, spread=0.9, excess=0.8, peak=0.8, call="indeterminate")
+    assert vq.masking_depth(near) == pytest.approx(1.1)
+    assert vq.masking_depth(deep) == pytest.approx(4.0)
+    assert vq.masking_depth(lesion) == pytest.approx(0.9 / 0.8)
+    rows = {name.strip(): (val, tgt) for name, val, tgt in vq.call_rows([3], [3], [near, deep, lesion])}
+    assert rows["masked, depth 1-1.25: indeterminate"][0].startswith("50.0 % (n=2")
+    assert rows["masked, depth >= 2 (clearly masked): indeterminate"][0].startswith("100.0 % (n=1")
+    assert rows["masked, depth >= 2 (clearly masked): indeterminate"][1] == ">= 90 %"
+    assert "masked, depth 1.5-2: indeterminate" not in rows

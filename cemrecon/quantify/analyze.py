@@ -75,6 +75,18 @@ class AnalyzeConfig:
         are benign and not worked up.
     detect_calcifications : bool
         Whether to search for calcification clusters (user ROIs are analysed either way).
+    rolloff_thickness : bool
+        When the iodine map is made here (no ``iodine_mg_cm2`` given): fit the thickness of the
+        roll-off towards the skin line so that fat reads no iodine
+        (:func:`cemrecon.iodine.fit_rolloff_thickness`), out to ``rolloff_margin_mm`` (5 mm)
+        past the distance where the breast reaches its compressed thickness
+        (``BreastSegmentation.rolloff_mm``).  With the compressed thickness everywhere, phantoms
+        read fat at 5-10 mm from the skin as -5 to -10 mg/cm^2 and, after the fat baseline of
+        the relative map, glandular tissue as +0.1 to +0.2 mg/cm^2 of iodine at 5-15 mm (up to
+        +0.04 at 15-25 mm); with the fitted roll-off, 0.001-0.009 (seeds 20000, 22019).
+    fat_fraction_max : float
+        Glandular index below which a pixel is fat: the roll-off fit's reference tissue and the
+        relative map's baseline (0.15).
     enhancement : EnhancementConfig
         Settings of the per-ROI call.
     """
@@ -89,6 +101,9 @@ class AnalyzeConfig:
     calc_k_sigma: float = 6.0
     calc_skin_margin_mm: float = 4.0
     detect_calcifications: bool = True
+    rolloff_thickness: bool = True
+    rolloff_margin_mm: float = 5.0
+    fat_fraction_max: float = 0.15
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
 
 
@@ -352,12 +367,13 @@ def analyze(
     le = inp.le
     if le.ndim != 2:
         raise ValueError(f"LE must be a 2-D image, got shape {le.shape}")
-    if iodine_mg_cm2 is None:
-        iod = _iodine(inp, calibration, iodine_options or {})
-    else:
+    iod = None
+    if iodine_mg_cm2 is not None:
         iod = np.asarray(iodine_mg_cm2, dtype=np.float32)
-    if iod.shape != le.shape:
-        raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
+        if iod.shape != le.shape:
+            raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
+    elif inp.he is None:
+        raise ValueError("no HE image: pass iodine_mg_cm2= or give an (le, he) pair")
     if isinstance(rois, str | os.PathLike):
         rois = load_rois(rois)
 
@@ -373,8 +389,22 @@ def analyze(
 
     calc_excl = ndi.binary_dilation(calc.mask, iterations=cfg.enhancement.calc_dilation_px) \
         if calc.mask.any() else calc.mask
+    if iod is None:
+        opts = dict(iodine_options or {})
+        if cfg.rolloff_thickness and "rolloff_reference" not in opts:
+            # the roll-off's thickness, fitted so that fat reads no iodine (the fat of
+            # relative_iodine's baseline), out to 5 mm past the plateau's start
+            from cemrecon.iodine import RolloffReference
+
+            fat = seg.breast_mask & (np.nan_to_num(seg.glandular_index, nan=np.inf)
+                                     < cfg.fat_fraction_max) & ~calc_excl
+            opts["rolloff_reference"] = RolloffReference(fat, seg.distance_mm,
+                                                         seg.rolloff_mm + cfg.rolloff_margin_mm)
+        iod = _iodine(inp, calibration, opts)
+        if iod.shape != le.shape:
+            raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
-                          exclude=calc_excl, pixel_mm=px)
+                          fat_fraction_max=cfg.fat_fraction_max, exclude=calc_excl, pixel_mm=px)
     # the skin rim carries the thickness roll-off artefact: not a usable background
     usable = seg.breast_mask & (seg.distance_mm >= cfg.rim_mm)
     # BPE is read where the breast has its full compressed thickness: in the roll-off the iodine
