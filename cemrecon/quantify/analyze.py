@@ -368,6 +368,7 @@ def analyze(
     if le.ndim != 2:
         raise ValueError(f"LE must be a 2-D image, got shape {le.shape}")
     iod = None
+    map_blur_mm = 0.0  # blur the iodine map carries (its signal smoothing), undone at the sites
     if iodine_mg_cm2 is not None:
         iod = np.asarray(iodine_mg_cm2, dtype=np.float32)
         if iod.shape != le.shape:
@@ -401,6 +402,12 @@ def analyze(
             opts["rolloff_reference"] = RolloffReference(fat, seg.distance_mm,
                                                          seg.rolloff_mm + cfg.rolloff_margin_mm)
         iod = _iodine(inp, calibration, opts)
+        from cemrecon.iodine import DEFAULT_SMOOTHING_FWHM_MM
+
+        fwhm = opts.get("smoothing_fwhm_mm", DEFAULT_SMOOTHING_FWHM_MM) or 0.0
+        map_blur_mm = float(fwhm) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        if map_blur_mm / px < 0.3:  # iodine_map skips a smoothing below 0.3 px
+            map_blur_mm = 0.0
         if iod.shape != le.shape:
             raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
@@ -456,7 +463,8 @@ def analyze(
                 rel, box, breast_mask=usable, calc_mask=calc.mask, pixel_mm=px, source=source,
                 n_calcifications=n_in, exclude_boxes=others, bpe_category=view_bpe.category,
                 masking_level_mg_cm2=masking_level, fgt_mask=seg.fgt_mask,
-                glandular_index=seg.glandular_index, config=cfg.enhancement))
+                glandular_index=seg.glandular_index, map_blur_mm=map_blur_mm,
+                config=cfg.enhancement))
         return calls
 
     first_category = bpe.category

@@ -610,6 +610,7 @@ def measure_enhancement(
     masking_level_mg_cm2: float | None = None,
     fgt_mask: np.ndarray | None = None,
     glandular_index: np.ndarray | None = None,
+    map_blur_mm: float = 0.0,
     config: EnhancementConfig | None = None,
 ) -> RoiEnhancement:
     """Enhancement call for one ROI.
@@ -648,6 +649,11 @@ def measure_enhancement(
         Glandular fraction per ray from LE (:func:`cemrecon.quantify.breast.segment_breast`).  The
         masking model uses how closely the region's iodine follows its texture (without it, the
         two correlation terms are 0).
+    map_blur_mm : float, optional
+        Gaussian SD (mm) of the blur the map already carries, e.g. the signal smoothing of
+        :func:`cemrecon.iodine.iodine_map` (0.5 mm FWHM = 0.21 mm SD).  The deconvolution of
+        step 3 undoes the total blur, ``sqrt(stat_smooth_mm^2 + map_blur_mm^2)``; default 0 (a
+        map of unknown history is taken as unblurred).
     config : EnhancementConfig, optional
 
     Returns
@@ -713,7 +719,10 @@ def measure_enhancement(
         smf = np.where(use & (den_f > 0.2), num_f / np.maximum(den_f, 1e-6), np.nan)
     q = cfg.site_percentile
     # amounts are read on a first-order deconvolution of it (step 3), shapes on sm itself
-    amt = _deconvolve_first_order(smf, sig) if cfg.site_deconvolve else smf
+    if not (np.isfinite(map_blur_mm) and map_blur_mm >= 0.0):
+        raise ValueError(f"map_blur_mm must be a finite number >= 0, got {map_blur_mm!r}")
+    sig_total = float(np.hypot(sig, map_blur_mm / pixel_mm))
+    amt = _deconvolve_first_order(smf, sig_total) if cfg.site_deconvolve else smf
 
     def stat(block: np.ndarray) -> float:
         v = block[np.isfinite(block)]
