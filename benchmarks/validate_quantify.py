@@ -269,6 +269,15 @@ def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
     m_no = np.mean([s["call"] == "no_enhancement" for s in masked]) if masked else float("nan")
     rows.append(("ROI sensitivity (E >= 0.3, not masked)",
                  _rate(pos, lambda s: s["call"] == "enhancement"), ">= 95 %"))
+    # the two hard edges of the truth rule: E against the threshold, spread against max(0.3, E)
+    for name, grp in (("  E 0.30-0.35 (at the threshold)", [s for s in pos if s["excess"] < 0.35]),
+                      ("  E >= 0.35", [s for s in pos if s["excess"] >= 0.35]),
+                      ("  no BPE within 10 mm (depth 0)", [s for s in pos if masking_depth(s) == 0.0]),
+                      ("  depth 0-0.75", [s for s in pos if 0.0 < masking_depth(s) < 0.75]),
+                      ("  depth 0.75-1 (next to the masked edge)",
+                       [s for s in pos if masking_depth(s) >= 0.75])):
+        if grp:
+            rows.append((name, _rate(grp, lambda s: s["call"] == "enhancement"), "-"))
     if pos_peak:
         rows.append(("  (lesion peak >= 0.3 anywhere)", f"{100 * np.mean([s['call'] == 'enhancement' for s in pos_peak]):.1f} % (n={len(pos_peak)})", "-"))
     rows.append(("ROI specificity (not called enhancement)",
