@@ -260,6 +260,14 @@ class RolloffReference:
     distance_mm: np.ndarray
     extent_mm: float
 
+    def __post_init__(self) -> None:
+        if np.shape(self.mask) != np.shape(self.distance_mm):
+            raise ValueError(f"RolloffReference: mask {np.shape(self.mask)} and distance_mm "
+                             f"{np.shape(self.distance_mm)} differ in shape")
+        if not (np.isfinite(self.extent_mm) and self.extent_mm >= 0.0):
+            raise ValueError(f"RolloffReference.extent_mm must be a finite number >= 0, "
+                             f"got {self.extent_mm!r}")
+
 
 def fit_rolloff_thickness(
     ln_le: np.ndarray,

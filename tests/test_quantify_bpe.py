@@ -263,3 +263,22 @@ def test_rolloff_thickness_profile_follows_the_breast(thick_breast):
     assert checked >= 8
     # analyze's map is this map (same signals, same reference)
     assert np.allclose(res.iodine_mg_cm2, on.iodine_mg_cm2, atol=1e-4)
+
+
+@pytest.mark.parametrize("kw, match", [({"rolloff_margin_mm": -1.0}, "rolloff_margin_mm"),
+                                       ({"fat_fraction_max": 0.3}, "fat_fraction_max"),
+                                       ({"fat_fraction_max": 0.0}, "fat_fraction_max")])
+def test_analyze_config_rejects_bad_rolloff_settings(kw, match):
+    from cemrecon.quantify import AnalyzeConfig
+
+    with pytest.raises(ValueError, match=match):
+        AnalyzeConfig(**kw)
+
+
+def test_rolloff_reference_rejects_bad_input():
+    from cemrecon.iodine import RolloffReference
+
+    with pytest.raises(ValueError, match="differ in shape"):
+        RolloffReference(np.zeros((4, 4), bool), np.zeros((4, 5)), 5.0)
+    with pytest.raises(ValueError, match="extent_mm"):
+        RolloffReference(np.zeros((4, 4), bool), np.zeros((4, 4)), float("nan"))

@@ -106,6 +106,14 @@ class AnalyzeConfig:
     fat_fraction_max: float = 0.15
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.rolloff_margin_mm) and self.rolloff_margin_mm >= 0.0):
+            raise ValueError(f"AnalyzeConfig.rolloff_margin_mm must be a finite number >= 0, "
+                             f"got {self.rolloff_margin_mm!r}")
+        if not 0.0 < self.fat_fraction_max < self.fgt_fraction_threshold:
+            raise ValueError(f"AnalyzeConfig.fat_fraction_max must be in (0, fgt_fraction_threshold="
+                             f"{self.fgt_fraction_threshold}), got {self.fat_fraction_max!r}")
+
 
 @dataclass(frozen=True)
 class UserRoi:
