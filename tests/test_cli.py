@@ -119,6 +119,21 @@ def test_weight_and_register_options_reach_the_output(phantom_root, tmp_path):
         assert {i.SpatialLocationsPreserved for i in ds.SourceImageSequence} == {"YES"}
 
 
+def test_no_iodine_rolloff_option_reaches_the_batch(phantom_root, tmp_path):
+    from cemrecon.calibrate import Calibration
+
+    cal = tmp_path / "cal.json"
+    Calibration.physics_predicted().save(cal)
+    exam = sorted(p for p in phantom_root.iterdir() if p.is_dir())[0]
+    for flag, expected in ((), True), (("--no-iodine-rolloff",), False):
+        out = tmp_path / f"out{expected}"
+        assert _run(str(exam), "--out", str(out), "--workers", "1", "--calibration", str(cal),
+                    *flag, "--quiet") == EXIT_OK
+        data = json.loads((out / "summary.json").read_text())
+        assert data["parameters"]["iodine_rolloff"] is expected
+        assert len(list(out.rglob("*_IODINE.dcm"))) == 4
+
+
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--scale", "0.1", "--seed", "3"]) == EXIT_OK

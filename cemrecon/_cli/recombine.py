@@ -66,6 +66,11 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, out_required: bool) 
         "--calibration", metavar="CAL.json", default=None,
         help="calibration file; also write an iodine image (mg I/cm^2) per pair",
     )
+    parser.add_argument(
+        "--no-iodine-rolloff", dest="iodine_rolloff", action="store_false",
+        help="with --calibration: use the compressed thickness everywhere in the iodine image "
+        "instead of fitting the roll-off towards the skin line (see cemrecon.iodine)",
+    )
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="worker processes (default: min(4, cores, exams); 1 = in this process)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
@@ -188,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_batch(
             args.paths, args.out,
             executor=executor, workers=args.workers, weight=weight, calibration=args.calibration,
+            iodine_rolloff=args.iodine_rolloff,
             register={"auto": "auto", "always": True, "never": False}[args.register],
             force=args.force, strictness=args.strictness, progress=progress, on_scanned=progress.scanned,
         )

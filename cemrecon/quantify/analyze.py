@@ -403,12 +403,11 @@ def analyze(
         if cfg.rolloff_thickness and "rolloff_reference" not in opts:
             # the roll-off's thickness, fitted so that fat reads no iodine (the fat of
             # relative_iodine's baseline), out to 5 mm past the plateau's start
-            from cemrecon.iodine import RolloffReference
+            from cemrecon.quantify.breast import rolloff_reference
 
-            fat = seg.breast_mask & (np.nan_to_num(seg.glandular_index, nan=np.inf)
-                                     < cfg.fat_fraction_max) & ~calc_excl
-            opts["rolloff_reference"] = RolloffReference(fat, seg.distance_mm,
-                                                         seg.rolloff_mm + cfg.rolloff_margin_mm)
+            opts["rolloff_reference"] = rolloff_reference(
+                le, pixel_mm=px, segmentation=seg, fat_fraction_max=cfg.fat_fraction_max,
+                margin_mm=cfg.rolloff_margin_mm, exclude=calc_excl)
         iod = _iodine(inp, calibration, opts)
         from cemrecon.iodine import DEFAULT_SMOOTHING_FWHM_MM
 

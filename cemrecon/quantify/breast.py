@@ -40,6 +40,7 @@ __all__ = [
     "BreastSegmentation",
     "breast_mask",
     "pectoral_mask",
+    "rolloff_reference",
     "segment_breast",
 ]
 
@@ -438,3 +439,49 @@ def segment_breast(
         breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt, glandular_index=g,
         distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm), rolloff_mm=plateau,
     )
+
+
+def rolloff_reference(
+    le: np.ndarray,
+    *,
+    pixel_mm: float,
+    view: str = "CC",
+    dark_offset_dn: float | None = None,
+    segmentation: BreastSegmentation | None = None,
+    fat_fraction_max: float = 0.15,
+    margin_mm: float = 5.0,
+    exclude: np.ndarray | None = None,
+    downsample: int = 1,
+):
+    """Fat and distance from the skin line, to fit the iodine map's roll-off thickness.
+
+    Returns a :class:`cemrecon.iodine.RolloffReference`: the breast's fat (glandular index below
+    ``fat_fraction_max``, minus ``exclude``) out to ``margin_mm`` past the distance where the
+    breast reaches its compressed thickness (``BreastSegmentation.rolloff_mm``).  Without a
+    ``segmentation`` the LE is segmented here, on ``downsample`` x ``downsample`` block means
+    (the fit works on 1 mm distance bands, so 2 x 2 blocks of 0.1 mm pixels lose nothing and
+    take a quarter of the time); mask and distance come back at the LE's shape.
+    """
+    from cemrecon.iodine import RolloffReference
+
+    le = np.asarray(le)
+    k = int(downsample)
+    if k < 1:
+        raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
+    if segmentation is None:
+        small = le
+        if k > 1:
+            h, w = (le.shape[0] // k) * k, (le.shape[1] // k) * k
+            small = le[:h, :w].astype(np.float64).reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+        segmentation = segment_breast(small, pixel_mm=pixel_mm * k, view=view,
+                                      dark_offset_dn=dark_offset_dn or 0.0)
+    seg = segmentation
+    fat = seg.breast_mask & (np.nan_to_num(seg.glandular_index, nan=np.inf) < fat_fraction_max)
+    dist = seg.distance_mm
+    if fat.shape != le.shape:  # back to the LE grid: nearest block, edge rows/columns repeated
+        rows = np.minimum(np.arange(le.shape[0]) // k, fat.shape[0] - 1)
+        cols = np.minimum(np.arange(le.shape[1]) // k, fat.shape[1] - 1)
+        fat, dist = fat[np.ix_(rows, cols)], dist[np.ix_(rows, cols)]
+    if exclude is not None:
+        fat = fat & ~np.asarray(exclude, dtype=bool)
+    return RolloffReference(fat, dist, seg.rolloff_mm + float(margin_mm))
