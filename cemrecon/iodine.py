@@ -392,8 +392,22 @@ def iodine_map_result(
             ln_le, ln_he, cal, beams, t_mm,
             RolloffReference(np.asarray(ref.mask, dtype=bool) & mask, ref.distance_mm, ref.extent_mm))
     if mask.any():
-        t_px = t_used[mask] if isinstance(t_used, np.ndarray) else t_used
-        iodine[mask] = cal.predict(ln_le[mask], ln_he[mask], t_px, beams)
+        if isinstance(t_used, np.ndarray):
+            # one physics window per 5 mm of thickness (Calibration.group picks it from the
+            # median): thin roll-off rays are read by the polynomial fitted around their own
+            # thickness, as in the fit, not extrapolated from the compressed thickness's window
+            from cemrecon.calibrate import PHYSICS_WINDOW_STEP_MM
+
+            t_px = t_used[mask]
+            ll, lh = ln_le[mask], ln_he[mask]
+            band = np.round(t_px / PHYSICS_WINDOW_STEP_MM)
+            out = np.empty(t_px.shape)
+            for b in np.unique(band):
+                sel = band == b
+                out[sel] = cal.predict(ll[sel], lh[sel], t_px[sel], beams)
+            iodine[mask] = out
+        else:
+            iodine[mask] = cal.predict(ln_le[mask], ln_he[mask], t_used, beams)
     provenance = {
         "quantity": "iodine areal density",
         "unit": "mg/cm2",
