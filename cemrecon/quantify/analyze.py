@@ -81,9 +81,10 @@ class AnalyzeConfig:
         (:func:`cemrecon.iodine.fit_rolloff_thickness`), out to ``rolloff_margin_mm`` (5 mm)
         past the distance where the breast reaches its compressed thickness
         (``BreastSegmentation.rolloff_mm``).  With the compressed thickness everywhere, phantoms
-        read fat at 5-10 mm from the skin as -3 to -11 mg/cm^2 (33-69 mm breasts) and, after the fat baseline of
-        the relative map, glandular tissue as +0.1 to +0.2 mg/cm^2 of iodine at 5-15 mm (up to
-        +0.04 at 15-25 mm); with the fitted roll-off, +0.004 to +0.010 (seeds 20000, 22019; the interior's +0.008).
+        read fat at 5-10 mm from the skin as -3 to -11 mg/cm^2 (33-69 mm breasts) and, after
+        the fat baseline of the relative map, glandular tissue as +0.1 to +0.2 mg/cm^2 of
+        iodine at 5-15 mm (up to +0.04 at 15-25 mm); with the fitted roll-off, +0.004 to
+        +0.010 (seeds 20000, 22019; the interior's +0.008).
     fat_fraction_max : float
         Glandular index below which a pixel is fat: the roll-off fit's reference tissue and the
         relative map's baseline (0.15).
