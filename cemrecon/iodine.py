@@ -39,6 +39,7 @@ __all__ = [
     "iodine_map_pair",
     "RolloffReference",
     "fit_rolloff_thickness",
+    "signal_blur_mm",
     "DEFAULT_SMOOTHING_FWHM_MM",
 ]
 
@@ -230,14 +231,22 @@ def primary_signals(
                             kernel="Gaussian FWHM 50 mm, normalised in the breast mask")
     elif method != "none":
         raise ValueError(f"scatter_correction={scatter_correction!r} not accepted; use 'kernel' or 'none'")
-    if smoothing_fwhm_mm:
+    blur_mm = signal_blur_mm(smoothing_fwhm_mm, exp.pixel_mm)
+    if blur_mm > 0.0:
         from scipy import ndimage
 
-        sigma = float(smoothing_fwhm_mm) / _FWHM_PER_SIGMA / exp.pixel_mm
-        if sigma >= 0.3:
-            s_le = ndimage.gaussian_filter(s_le, sigma, mode="nearest")
-            s_he = ndimage.gaussian_filter(s_he, sigma, mode="nearest")
+        s_le = ndimage.gaussian_filter(s_le, blur_mm / exp.pixel_mm, mode="nearest")
+        s_he = ndimage.gaussian_filter(s_he, blur_mm / exp.pixel_mm, mode="nearest")
     return s_le, s_he, mask, scatter_info
+
+
+def signal_blur_mm(smoothing_fwhm_mm: float | None, pixel_mm: float) -> float:
+    """Gaussian SD (mm) of the signal smoothing :func:`primary_signals` applies: the FWHM as an
+    SD, or 0 when it is off or below 0.3 px (then skipped).  The iodine map carries this blur."""
+    if not smoothing_fwhm_mm:
+        return 0.0
+    sigma_mm = float(smoothing_fwhm_mm) / _FWHM_PER_SIGMA
+    return sigma_mm if sigma_mm / pixel_mm >= 0.3 else 0.0
 
 
 @dataclass(frozen=True)

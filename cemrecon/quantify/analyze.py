@@ -410,12 +410,9 @@ def analyze(
                 le, pixel_mm=px, segmentation=seg, fat_fraction_max=cfg.fat_fraction_max,
                 margin_mm=cfg.rolloff_margin_mm, exclude=calc_excl)
         iod = _iodine(inp, calibration, opts)
-        from cemrecon.iodine import DEFAULT_SMOOTHING_FWHM_MM
+        from cemrecon.iodine import DEFAULT_SMOOTHING_FWHM_MM, signal_blur_mm
 
-        fwhm = opts.get("smoothing_fwhm_mm", DEFAULT_SMOOTHING_FWHM_MM) or 0.0
-        map_blur_mm = float(fwhm) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-        if map_blur_mm / px < 0.3:  # iodine_map skips a smoothing below 0.3 px
-            map_blur_mm = 0.0
+        map_blur_mm = signal_blur_mm(opts.get("smoothing_fwhm_mm", DEFAULT_SMOOTHING_FWHM_MM), px)
         if iod.shape != le.shape:
             raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,

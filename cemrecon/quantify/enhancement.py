@@ -408,6 +408,14 @@ def _fill_quadratic(img: np.ndarray, holes: np.ndarray, valid: np.ndarray, pixel
     return out
 
 
+def _smooth_over(values: np.ndarray, use: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing over the ``use`` pixels only (normalised convolution); NaN outside
+    them and where less than a fifth of the kernel's weight falls on them."""
+    num = ndi.gaussian_filter(np.where(use, values, 0.0), sigma_px)
+    den = ndi.gaussian_filter(use.astype(np.float64), sigma_px)
+    return np.where(use & (den > 0.2), num / np.maximum(den, 1e-6), np.nan)
+
+
 def _deconvolve_first_order(sm: np.ndarray, sigma_px: float) -> np.ndarray:
     """First-order (Van Cittert) deconvolution of a Gaussian-smoothed map: ``2 sm - G * sm``.
 
@@ -706,17 +714,12 @@ def measure_enhancement(
     gap = max(1, round(cfg.ring_gap_mm / pixel_mm))
     # smoothed map (normalised convolution over usable pixels): quantum noise down, lesions kept
     sig = max(0.5, cfg.stat_smooth_mm / pixel_mm)
-    num = ndi.gaussian_filter(win_i, sig)
-    den = ndi.gaussian_filter(win_v.astype(np.float64), sig)
-    sm = np.where(win_v & (den > 0.2), num / np.maximum(den, 1e-6), np.nan)
+    sm = _smooth_over(win_i, win_v, sig)
     # the same map with the calcification pixels filled in from the tissue around them (step 1)
     smf = sm
     if win_x.any():
         filled = _fill_quadratic(win_i, win_x, win_v, pixel_mm, cfg.calc_fill_reach_mm)
-        use = win_v | win_x
-        num_f = ndi.gaussian_filter(np.where(use, filled, 0.0), sig)
-        den_f = ndi.gaussian_filter(use.astype(np.float64), sig)
-        smf = np.where(use & (den_f > 0.2), num_f / np.maximum(den_f, 1e-6), np.nan)
+        smf = _smooth_over(filled, win_v | win_x, sig)
     q = cfg.site_percentile
     # amounts are read on a first-order deconvolution of it (step 3), shapes on sm itself
     if not (np.isfinite(map_blur_mm) and map_blur_mm >= 0.0):
