@@ -47,6 +47,10 @@ reported it becomes a development set, and the next report needs seeds never use
   ``--view MLO --laterality L``), clusters 26100-26111.  The defaults are 26000-26035 /
   26100-26111, so the README's numbers can be reproduced; pick fresh seeds (e.g. 28000-) for
   the next held-out report.
+* development in session 9 (``benchmarks/replay_sites.py``: the own-region background
+  percentile, typing a mass whose region merges with BPE): 20000-20023, 26000-26035 (R CC),
+  23000-23023, 27000-27035 (L MLO).  Nothing from it was adopted, so no held-out run was made;
+  28000- are still fresh.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
@@ -159,6 +163,29 @@ def _analyze_sim(sim, rois=None, **kw):
     return analyze(sim, rois=rois, iodine_options=opts, **kw)
 
 
+def experiment_lesions(seed: int) -> list[dict]:
+    """The findings of the calls experiment for one patient seed (the same at every BPE level):
+    an enhancing mass or NME with calcifications, a cluster without and one with weak enhancement."""
+    rng = np.random.default_rng(seed)
+    enh_type = "mass" if rng.uniform() < 0.5 else "nme"
+    return [{"type": enh_type, "calcifications": True},
+            {"type": "calcifications", "enhancement": "none"},
+            {"type": "calcifications", "enhancement": "weak"}]
+
+
+def judged_lesions(sim) -> list:
+    """The phantom's findings that are judged as user ROIs: those with calcifications in view."""
+    return [les for les in sim.truth.lesions
+            if les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]]
+
+
+def site_truth(les, seed: int, level: str) -> dict:
+    """What the table needs to know of a judged finding: its truth, before any call."""
+    return {"seed": seed, "level": level, "expected": les.expected_enhancement,
+            "excess": les.site_iodine_excess_mg_cm2, "peak": les.iodine_excess_mg_cm2,
+            "type": les.type, "spread": les.background_bpe_spread_mg_cm2}
+
+
 def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC",
                      detect_calcifications=False):
     from cemrecon.phantom.exam import simulate_view
@@ -169,32 +196,22 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
     cfg = AnalyzeConfig(detect_calcifications=detect_calcifications,
                         enhancement=EnhancementConfig(masking_check=masking_check))
     for seed in seeds:
-        rng = np.random.default_rng(seed)
-        enh_type = "mass" if rng.uniform() < 0.5 else "nme"
-        lesions = [{"type": enh_type, "calcifications": True},
-                   {"type": "calcifications", "enhancement": "none"},
-                   {"type": "calcifications", "enhancement": "weak"}]
+        lesions = experiment_lesions(seed)
         for level in LEVELS:
             t0 = time.perf_counter()
             sim = simulate_view(seed=seed, scale=scale, laterality=laterality, view=view,
                                 bpe_level=level, lesions=lesions)
-            rois = [UserRoi(laterality, view, tuple(les.calcification_bbox))
-                    for les in sim.truth.lesions
-                    if les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]]
+            judged = judged_lesions(sim)
+            rois = [UserRoi(laterality, view, tuple(les.calcification_bbox)) for les in judged]
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
             bpe_pred.append(LEVELS.index(res.bpe.category))
-            roi_iter = iter([r for r in res.rois if r.source == "user"])
-            for les in sim.truth.lesions:
-                if not (les.specks and les.calcification_bbox[2] > les.calcification_bbox[0]):
-                    continue
-                r = next(roi_iter)
-                sites.append({"seed": seed, "level": level, "expected": les.expected_enhancement,
-                              "excess": les.site_iodine_excess_mg_cm2, "peak": les.iodine_excess_mg_cm2, "type": les.type,
-                              "spread": les.background_bpe_spread_mg_cm2,
-                              "call": r.enhancement, "call_type": r.type, "reason": r.reason,
-                              "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2,
-                              "terms": r.masking_terms})
+            for les, r in zip(judged, [r for r in res.rois if r.source == "user"], strict=True):
+                site = site_truth(les, seed, level)
+                site.update({"call": r.enhancement, "call_type": r.type, "reason": r.reason,
+                             "measured": r.iodine_excess_mg_cm2,
+                             "limit": r.detectability_limit_mg_cm2, "terms": r.masking_terms})
+                sites.append(site)
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
                 + ", ".join(f"{s['type'][:4]}/{s['expected'][:6]}->{s['call'][:6]} "
