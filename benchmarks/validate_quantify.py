@@ -49,8 +49,10 @@ reported it becomes a development set, and the next report needs seeds never use
   the next held-out report.
 * development in session 9 (``benchmarks/replay_sites.py``: the own-region background
   percentile, typing a mass whose region merges with BPE): 20000-20023, 26000-26035 (R CC),
-  23000-23023, 27000-27035 (L MLO).  Nothing from it was adopted, so no held-out run was made;
-  28000- are still fresh.
+  23000-23023, 27000-27035 (L MLO).  Nothing from it was adopted;
+* held out, reported once in session 9, a replication at unchanged calls (the code of d6b4fb7,
+  criteria in the commit message that added this line): calls 28000-28035 (R CC) and
+  29000-29035 (L MLO), clusters 28100-28111.  Pick fresh seeds (e.g. 30000-) for the next.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
