@@ -48,9 +48,10 @@ reported it becomes a development set, and the next report needs seeds never use
 * development in session 9 (``benchmarks/replay_sites.py``: the own-region background
   percentile, typing a mass whose region merges with BPE): 20000-20023, 26000-26035 (R CC),
   23000-23023, 27000-27035 (L MLO).  Nothing from it was adopted;
-* held out, reported once in session 9, a replication at unchanged calls (the code of d6b4fb7,
-  criteria in the commit message that added this line): calls 28000-28035 (R CC) and
-  29000-29035 (L MLO), clusters 28100-28111.  The defaults are 28000-28035 / 28100-28111, so
+* held out, reported once in session 9, a replication (run at 857a680, whose commit message
+  holds the criteria; the calls unchanged since d6b4fb7): calls 28000-28035 (R CC) and
+  29000-29035 (L MLO), clusters 28100-28111; then development (the faint sites read with the
+  true speck mask excluded, a check of the validator's specks-in-the-map setting).  The defaults are 28000-28035 / 28100-28111, so
   the README's current numbers can be reproduced; pick fresh seeds (e.g. 30000-) for the next
   held-out report.
 
