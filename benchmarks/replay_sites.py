@@ -87,13 +87,11 @@ def cache(seeds, out: Path, *, view: str = "CC", laterality: str = "R", scale: f
 
     analyze_mod = importlib.import_module("cemrecon.quantify.analyze")
     real = analyze_mod.measure_enhancement
-    recorded: list[dict] = []
+    recorded: list[tuple] = []  # (iodine, bbox, kwargs, result) of every call, by reference
 
     def recording(iodine, bbox, **kw):
         res = real(iodine, bbox, **kw)
-        site = crop_site(iodine, bbox, kw, kw.get("config") or EnhancementConfig())
-        site["cached_call"] = (res.enhancement, res.type, res.reason)
-        recorded.append(site)
+        recorded.append((iodine, bbox, kw, res))
         return res
 
     out.mkdir(parents=True, exist_ok=True)
@@ -110,9 +108,13 @@ def cache(seeds, out: Path, *, view: str = "CC", laterality: str = "R", scale: f
             with mock.patch.object(analyze_mod, "measure_enhancement", recording):
                 res = vq._analyze_sim(sim, rois=rois, config=cfg)
             final = recorded[-len(res.rois):] if res.rois else []  # the last judging pass
-            user = [s for s, r in zip(final, res.rois) if r.source == "user"]
-            for s, les in zip(user, truths, strict=True):
-                s["truth"] = vq.site_truth(les, seed, level)
+            user = []
+            for (iodine, bbox, kw, r), les in zip(
+                    [c for c, r in zip(final, res.rois) if r.source == "user"], truths, strict=True):
+                site = crop_site(iodine, bbox, kw, kw.get("config") or EnhancementConfig())
+                site["cached_call"] = (r.enhancement, r.type, r.reason)
+                site["truth"] = vq.site_truth(les, seed, level)
+                user.append(site)
             rec = {"seed": seed, "level": level, "view": view, "laterality": laterality,
                    "bpe_truth": vq.LEVELS.index(sim.truth.bpe_level),
                    "bpe_pred": vq.LEVELS.index(res.bpe.category), "sites": user}
@@ -142,10 +144,7 @@ def replay(views: list[dict], config) -> tuple[list[int], list[int], list[dict]]
         bp.append(v["bpe_pred"])
         for s in v["sites"]:
             r = judge_site(s, config)
-            row = dict(s["truth"])
-            row.update(call=r.enhancement, call_type=r.type, reason=r.reason,
-                       measured=r.iodine_excess_mg_cm2, limit=r.detectability_limit_mg_cm2,
-                       terms=r.masking_terms, cached_call=s["cached_call"][0])
+            row = dict(s["truth"], **vq.call_fields(r), cached_call=s["cached_call"][0])
             sites.append(row)
     return bt, bp, sites
 
@@ -185,8 +184,7 @@ def main(argv=None) -> int:
     from cemrecon.quantify.enhancement import EnhancementConfig
 
     bt, bp, sites = replay(load(args.dirs), EnhancementConfig(**_overrides(args.set)))
-    for name, val, tgt in vq.call_rows(bt, bp, sites):
-        print(f"{name:<64} {val:<34} {tgt}")
+    vq.print_table(vq.call_rows(bt, bp, sites))
     changed = [s for s in sites if s["call"] != s["cached_call"]]
     toward = sum(s["call"] == s["expected"] for s in changed)
     away = sum(s["cached_call"] == s["expected"] for s in changed)

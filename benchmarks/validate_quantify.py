@@ -189,6 +189,21 @@ def site_truth(les, seed: int, level: str) -> dict:
             "type": les.type, "spread": les.background_bpe_spread_mg_cm2}
 
 
+def call_fields(r) -> dict:
+    """What the table needs to know of a call (a :class:`RoiEnhancement`)."""
+    return {"call": r.enhancement, "call_type": r.type, "reason": r.reason,
+            "measured": r.iodine_excess_mg_cm2, "limit": r.detectability_limit_mg_cm2,
+            "terms": r.masking_terms}
+
+
+def print_table(rows) -> None:
+    """The targets table: one (measure, value, target) row per line."""
+    w = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{w}}  {'value':<34}  target")
+    for name, val, tgt in rows:
+        print(f"{name:<{w}}  {val:<34}  {tgt}")
+
+
 def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC",
                      detect_calcifications=False):
     from cemrecon.phantom.exam import simulate_view
@@ -211,9 +226,7 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
             bpe_pred.append(LEVELS.index(res.bpe.category))
             for les, r in zip(judged, [r for r in res.rois if r.source == "user"], strict=True):
                 site = site_truth(les, seed, level)
-                site.update({"call": r.enhancement, "call_type": r.type, "reason": r.reason,
-                             "measured": r.iodine_excess_mg_cm2,
-                             "limit": r.detectability_limit_mg_cm2, "terms": r.masking_terms})
+                site.update(call_fields(r))
                 sites.append(site)
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
@@ -417,10 +430,7 @@ def main(argv=None) -> int:
         rows.append(("all clusters sensitivity", f"{100 * nfa / max(na, 1):.1f} % ({nfa}/{na})", "-"))
         rows.append((f"false clusters per image, scale {args.calc_scale}", f"{nfp / max(ni, 1):.2f} ({nfp} in {ni})",
                      "<= 0.5 (full scale)"))
-    w = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{w}}  {'value':<34}  target")
-    for name, val, tgt in rows:
-        print(f"{name:<{w}}  {val:<34}  {tgt}")
+    print_table(rows)
     return 0
 
 
