@@ -57,8 +57,9 @@ reported it becomes a development set, and the next report needs seeds never use
   26000-26035, 23000-23023, 27000-27035; the masking model refitted on 8000-13023 as before;
 * held out, session 10 (the gland-ratio masking model, commit f94479a; criteria in the commit
   message that sets these defaults, before the run): calls 30000-30035 (R CC) and 31000-31035
-  (L MLO), clusters 30100-30111.  The defaults are these seeds, so the README's numbers can be
-  reproduced; pick fresh seeds (e.g. 32000-) for the next held-out report.
+  (L MLO), clusters 30100-30111; reported in the README (233258f), now development.  The
+  defaults are these seeds, so the README's numbers can be reproduced; pick fresh seeds
+  (e.g. 32000-) for the next held-out report.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
