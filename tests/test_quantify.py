@@ -503,6 +503,8 @@ def test_compact_but_textured_plateau_is_not_a_mass(seed):
     ({"masking_weights": (1.0, 2.0)}, "masking_weights must be 12 finite numbers"),
     ({"masking_weights": (float("nan"),) * 12}, "masking_weights must be 12 finite numbers"),
     ({"masking_probability": 1.0}, r"masking_probability must be in \(0, 1\)"),
+    ({"site_deconvolve_iterations": 0}, "site_deconvolve_iterations and gland_ratio_min_px"),
+    ({"gland_ratio_min_px": 0}, "site_deconvolve_iterations and gland_ratio_min_px"),
 ])
 def test_enhancement_config_rejects_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):

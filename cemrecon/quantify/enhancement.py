@@ -310,6 +310,10 @@ class EnhancementConfig:
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"EnhancementConfig.{name} must be > 0, got {v!r}")
+        if self.site_deconvolve_iterations < 1 or self.gland_ratio_min_px < 1:
+            raise ValueError("EnhancementConfig.site_deconvolve_iterations and gland_ratio_min_px "
+                             f"must be >= 1, got {self.site_deconvolve_iterations!r} and "
+                             f"{self.gland_ratio_min_px!r}")
         if self.calc_dilation_px < 0:
             raise ValueError(f"EnhancementConfig.calc_dilation_px must be >= 0, "
                              f"got {self.calc_dilation_px!r}")
@@ -464,7 +468,7 @@ def _deconvolve_van_cittert(sm: np.ndarray, sigma_px: float, iterations: int = 1
     den = np.maximum(ndi.gaussian_filter(fin.astype(np.float64), sigma_px), 1e-6)
     base = np.where(fin, sm, 0.0)
     f = base
-    for _ in range(max(1, int(iterations))):
+    for _ in range(int(iterations)):
         f = f + base - ndi.gaussian_filter(np.where(fin, f, 0.0), sigma_px) / den
     return np.where(fin, f, np.nan)
 
@@ -596,7 +600,9 @@ def _masking_terms(sm: np.ndarray, region: np.ndarray, near: np.ndarray, pixel_m
     there); ``site_rel`` = (site statistic - view BPE level) / threshold (0 outside
     moderate/marked views).  A term that cannot be measured takes its neutral value: no FGT mask
     -> on FGT; no glandular index or too few pixels -> correlation 0; no blob fit -> residual
-    ``blob_fit_reject``.
+    ``blob_fit_reject``.  ``gland_ratio`` (:func:`_gland_ratio`) NaN (no glandular index or FGT
+    mask, or too little enhancing FGT around the site) -> log ratio 0 and ``no_bpe_reference``
+    1, whose weight was fitted on such sites.
     """
     on_fgt = float(fgt[region].mean()) if fgt is not None and region.any() else 1.0
     g_corr = g_fine = float("nan")
