@@ -593,16 +593,17 @@ def _blob_fit_residual(sm: np.ndarray, core: np.ndarray, pixel_mm: float,
 def _masking_terms(sm: np.ndarray, region: np.ndarray, near: np.ndarray, pixel_mm: float,
                    cfg: EnhancementConfig, *, fgt: np.ndarray | None, gland: np.ndarray | None,
                    blob_res: float, site_rel: float, masked_view: bool,
-                   non_mass: bool, gland_ratio: float = float("nan")) -> dict[str, float]:
+                   non_mass: bool, site: np.ndarray | None = None) -> dict[str, float]:
     """Terms of the BPE-masking model for an enhancing ``region`` (:data:`MASKING_TERMS`).
 
     ``near`` = pixels within ``masking_radius_mm`` of the box centre (the correlations look only
     there); ``site_rel`` = (site statistic - view BPE level) / threshold (0 outside
     moderate/marked views).  A term that cannot be measured takes its neutral value: no FGT mask
     -> on FGT; no glandular index or too few pixels -> correlation 0; no blob fit -> residual
-    ``blob_fit_reject``.  ``gland_ratio`` (:func:`_gland_ratio`) NaN (no glandular index or FGT
-    mask, or too little enhancing FGT around the site) -> log ratio 0 and ``no_bpe_reference``
-    1, whose weight was fitted on such sites.
+    ``blob_fit_reject``.  The gland ratio (:func:`_gland_ratio` of the ``site`` pixels against
+    the enhancing FGT outside ``near``) cannot be measured without a site, glandular index or FGT
+    mask, or with too little enhancing FGT around the site -> log ratio 0 and
+    ``no_bpe_reference`` 1, whose weight was fitted on such sites.
     """
     on_fgt = float(fgt[region].mean()) if fgt is not None and region.any() else 1.0
     g_corr = g_fine = float("nan")
@@ -626,6 +627,8 @@ def _masking_terms(sm: np.ndarray, region: np.ndarray, near: np.ndarray, pixel_m
             if x.std() > 0 and y.std() > 0:
                 g_fine = float(np.corrcoef(x, y)[0, 1])
     br = blob_res if np.isfinite(blob_res) else cfg.blob_fit_reject
+    gland_ratio = float("nan") if site is None else \
+        _gland_ratio(sm, gland, fgt, site, ~near, cfg.site_percentile, cfg)
     return {
         "logit_on_fgt": float(np.log((on_fgt + 0.01) / (1.01 - on_fgt))),
         "on_fgt_95": float(on_fgt >= 0.95),
@@ -958,15 +961,13 @@ def measure_enhancement(
             logger.debug("ROI %s: blob fit residual %.3f of its amplitude: %s", list(bbox),
                          blob_res, etype)
 
-        near_c = near_centre()
-        fgt_w = None if fgt_mask is None else np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1]
-        gland_w = None if glandular_index is None else np.asarray(glandular_index)[R0:R1, C0:C1]
         terms = _masking_terms(
-            sm, region, near_c, pixel_mm, cfg, fgt=fgt_w, gland=gland_w,
+            sm, region, near_centre(), pixel_mm, cfg,
+            fgt=None if fgt_mask is None else np.asarray(fgt_mask, dtype=bool)[R0:R1, C0:C1],
+            gland=None if glandular_index is None else np.asarray(glandular_index)[R0:R1, C0:C1],
             blob_res=blob_res, site_rel=(s_site - masking_level_mg_cm2) / thr
             if masked_view and masking_level_mg_cm2 is not None else 0.0,
-            masked_view=masked_view, non_mass=etype == "nme",
-            gland_ratio=_gland_ratio(sm, gland_w, fgt_w, site_v, ~near_c, q, cfg))
+            masked_view=masked_view, non_mass=etype == "nme", site=site_v)
         p_mask = masking_probability(terms, cfg.masking_weights)
         if cfg.masking_check and p_mask >= cfg.masking_probability:
             logger.info("ROI %s: enhancing region looks like BPE (masking probability %.2f; %s): "
