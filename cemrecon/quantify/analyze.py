@@ -64,8 +64,9 @@ class AnalyzeConfig:
         :func:`cemrecon.quantify.bpe.measure_bpe`.  ``bpe_relative_threshold=0`` is the plain
         absolute threshold.
     calc_k_sigma : float
-        Seed-speck threshold in local-noise units (noise from 3 mm blocks): a cluster needs at
-        least two specks at this z; fainter specks at z >= 5 count towards it as members (see
+        Seed-speck threshold in local-noise units (noise from 3 mm blocks): a cluster needs a
+        speck at this z; fainter specks at z >= 4.5 count towards it as members, and its five
+        strongest specks must carry 5 sigma of contrast above z = 5 in total (see
         :func:`cemrecon.quantify.calcifications.detect_calcifications`).  Specks of >= 0.2 mm
         hydroxyapatite reach z = 6-15 at full scale; faint calcium-oxalate specks in dense
         breasts 2-8.

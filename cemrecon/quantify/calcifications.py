@@ -29,11 +29,27 @@ Method
 * **Faint members.** Calcium oxalate (type I) specks attenuate about half as much as hydroxyapatite
   of the same size; 0.3-0.4 mm oxalate specks in thick dense breasts reach only z = 3-6 (median
   4.5), so a cluster of them may hold one or two specks above ``k_sigma``.  Specks above
-  ``k_member`` (< ``k_sigma``) therefore count towards a group, but only a group with at least
-  ``min_seeds`` specks above ``k_sigma`` is reported: isolated z >= 5 background responses
-  (0.03-0.3 per cm^2) rarely make 5 within 1 cm by themselves, and pairs of z >= 6 ones within 1 cm
-  are rarer still.  Specks below ``k_sigma`` that join no cluster are dropped from the result.
-* **ROIs.** The bounding box of a cluster's speck pixels, padded by ``roi_margin_mm``.
+  ``k_member`` (4.5, < ``k_sigma``) therefore count towards a group seeded by a speck above
+  ``k_sigma``.  Specks below ``k_sigma`` that join no cluster are dropped from the result.
+* **Cluster evidence.** Background responses (noise and tissue texture, away from any
+  calcification) have a density that falls about 10-fold per sigma of z: on 144 full-scale
+  development phantom views (168 cm^2 searched per view) 1.6 / 0.49 / 0.16 / 0.018 / 0.0022 per
+  cm^2 at z >= 4 / 4.5 / 5 / 6 / 7.  So -log10 of the chance of a background response as strong
+  within a group's 1 cm reach grows about linearly in z above ~5, and the evidence that a group
+  is not background is, to that approximation, the sum of its specks' z above 5.  A group needs
+  ``min_evidence`` = 5 sigma of it summed over its 5 strongest specks (``evidence_floor`` = 5).
+  Counting specks alone cannot tell a real cluster with one faint member from background: false
+  groups are mostly 5-6 specks at z 5-6 (evidence 2-4), while a missed real cluster had specks
+  at z 7.4 / 7.3 / 5.8 / 5.4 / 3.6 (evidence 6).  On those views (6 sets of 12 patients, R CC and
+  L MLO, 300 clusters with >= 5 specks >= 0.2 mm) the former rule (members >= 5, two seeds >= 6)
+  found 291 (97.0 %; worst set 92.5 %) at 0.03 false clusters per view; members >= 4.5, one seed
+  >= 6 and evidence >= 5 find 294 (98.0 %; worst set 96.2 %) at 0.03 (4.5 without the evidence
+  test: 297 at 1.17 false clusters per view).
+* **ROIs.** The bounding box of a cluster's specks above ``evidence_floor`` (its members that
+  carry evidence; all members if fewer than two), padded by ``roi_margin_mm``.  Faint members
+  widen nothing: drawn around every member, the ROIs' median area was 3.7 times the true
+  calcification box against 2.6 for the former rule; around the members above 5, 2.6, and every
+  true cluster's ROI still overlaps its calcifications.
 """
 
 from __future__ import annotations
@@ -80,6 +96,7 @@ class Cluster:
     bbox: tuple[int, int, int, int]
     extent_mm: float
     regional: bool = False
+    evidence: float = 0.0  # sum of (z - evidence_floor)+ over the 5 strongest specks (sigma units)
 
     @property
     def n_calcifications(self) -> int:
@@ -227,11 +244,19 @@ def cluster_specks(
     roi_margin_mm: float = 2.0,
     k_seed: float | None = None,
     min_seeds: int = 1,
+    evidence_floor: float | None = None,
+    min_evidence: float = 0.0,
 ) -> list[Cluster]:
     """Group specks into BI-RADS clusters (see the module docstring) and build their ROIs.
 
     ``k_seed``: specks with ``contrast >= k_seed`` are seeds (None: every speck is); only seeds
     can be core specks, and a group needs ``min_seeds`` seeds among its members.
+
+    ``evidence_floor`` (None: off): a group's evidence is the sum of ``contrast - evidence_floor``
+    over its ``min_specks`` strongest members (those above the floor); a group needs
+    ``min_evidence``.  Its ROI and extent are then drawn around the members above the floor
+    (when there are at least two), so that fainter members, which are partly background
+    responses, count towards the group without widening its ROI.
     """
     if len(specks) < min_specks:
         return []
@@ -265,11 +290,21 @@ def cluster_specks(
         if len(mem) < min_specks or strong[mem].sum() < min_seeds:
             continue
         sp = tuple(specks[i] for i in mem)
-        pts = xy[mem]
-        extent = float(np.max(np.ptp(pts, axis=0))) if len(mem) > 1 else 0.0
-        r = np.array([s.row for s in sp])
-        c = np.array([s.col for s in sp])
-        rad = np.array([0.5 * s.diameter_mm / pixel_mm for s in sp])
+        evidence = 0.0
+        shown = mem  # the members that define the ROI and the extent
+        if evidence_floor is not None:
+            z = np.sort(np.array([s.contrast for s in sp]))[::-1][:min_specks]
+            evidence = float(np.sum(np.maximum(z - evidence_floor, 0.0)))
+            if evidence < min_evidence:
+                continue
+            above = [i for i in mem if specks[i].contrast >= evidence_floor]
+            if len(above) >= 2:
+                shown = above
+        pts = xy[shown]
+        extent = float(np.max(np.ptp(pts, axis=0))) if len(shown) > 1 else 0.0
+        r = np.array([specks[i].row for i in shown])
+        c = np.array([specks[i].col for i in shown])
+        rad = np.array([0.5 * specks[i].diameter_mm / pixel_mm for i in shown])
         bbox = (
             int(max(0, np.floor((r - rad).min() - margin))),
             int(max(0, np.floor((c - rad).min() - margin))),
@@ -277,7 +312,7 @@ def cluster_specks(
             int(min(shape[1], np.ceil((c + rad).max() + margin) + 1)),
         )
         clusters.append(Cluster(specks=sp, bbox=bbox, extent_mm=extent,
-                                regional=extent > max_extent_mm))
+                                regional=extent > max_extent_mm, evidence=evidence))
     clusters.sort(key=lambda cl: (cl.bbox[0], cl.bbox[1]))
     return clusters
 
@@ -294,8 +329,10 @@ def detect_calcifications(
     max_extent_mm: float = BIRADS_MAX_EXTENT_MM,
     roi_margin_mm: float = 2.0,
     noise_block_mm: float = 3.0,
-    k_member: float | None = 5.0,
-    min_seeds: int = 2,
+    k_member: float | None = 4.5,
+    min_seeds: int = 1,
+    evidence_floor: float = 5.0,
+    min_evidence: float = 5.0,
 ) -> CalcificationResult:
     """Detect specks and group them into clusters with ROIs (see the module docstring).
 
@@ -308,11 +345,13 @@ def detect_calcifications(
         clusters.
     k_member : float or None, optional
         Lower threshold of specks that count towards a cluster with ``min_seeds`` seeds (None: no
-        faint members, every speck above ``k_sigma`` is a seed).
+        faint members, every speck above ``k_sigma`` is a seed, and no evidence test).
     min_seeds : int, optional
-        Seeds a cluster needs when ``k_member`` is set (2; 1 lets a single strong background
-        response collect faint ones: on the development phantoms 0.42 instead of 0.17 false
-        clusters per image).
+        Seeds a cluster needs when ``k_member`` is set.
+    evidence_floor, min_evidence : float, optional
+        A cluster needs ``min_evidence`` (5) sigma of summed contrast above ``evidence_floor``
+        (5) over its 5 strongest specks, and its ROI is drawn around its specks above the floor
+        (see the module docstring, "Cluster evidence"; used when ``k_member`` is set).
     min_specks, group_diameter_mm, max_extent_mm, roi_margin_mm
         As :func:`cluster_specks`.
     noise_block_mm : float, optional
@@ -348,7 +387,9 @@ def detect_calcifications(
                               group_diameter_mm=group_diameter_mm, max_extent_mm=max_extent_mm,
                               roi_margin_mm=roi_margin_mm,
                               k_seed=None if k_member is None else k_sigma,
-                              min_seeds=min_seeds if k_member is not None else 1)
+                              min_seeds=min_seeds if k_member is not None else 1,
+                              evidence_floor=None if k_member is None else evidence_floor,
+                              min_evidence=min_evidence)
     # keep the seeds and the faint specks that joined a cluster; drop other faint responses
     in_cluster = {id(sp) for cl in clusters for sp in cl.specks}
     keep = np.zeros(len(specks) + 1, dtype=bool)
