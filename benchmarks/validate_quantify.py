@@ -65,7 +65,9 @@ reported it becomes a development set, and the next report needs seeds never use
   views, replayed with the specks cached);
 * held out, session 11 (the cluster evidence test; criteria in the commit message that sets this
   default, before the run): clusters 32100-32123 (48 full-scale images, run once, as two
-  halves 32100-32111 and 32112-32123 in parallel).
+  halves 32100-32111 and 32112-32123 in parallel); reported in the README, now development.
+  The default is these seeds, so the README's numbers can be reproduced; pick fresh seeds
+  (e.g. 34100-) for the next cluster report.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
