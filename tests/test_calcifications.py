@@ -110,6 +110,22 @@ def test_roi_is_drawn_around_the_specks_that_carry_evidence():
     assert wide.bbox[2] > 190 and wide.extent_mm == pytest.approx(9.0)
 
 
+def test_isolated_member_does_not_stretch_the_extent():
+    """A tight cluster (6 specks at z 8 within 4 mm, 2 mm apart) picks up a background response
+    (z 5.5) 9 mm from its nearest speck, within the 1 cm reach of a core speck: it counts as a
+    member, but with outlier_mm = 5 it stays out of the ROI and the extent (4 mm, not 13 mm)."""
+    tight = [_speck(100 + 20 * (i // 3), 100 + 20 * (i % 3), 8.0) for i in range(6)]
+    stray = _speck(120, 230, 5.5)  # 9 mm right of the speck at (120, 140)
+    kw = {"pixel_mm": PX_MM, "shape": (400, 400), "k_seed": 6.0, "evidence_floor": 5.0,
+          "min_evidence": 5.0}
+    (cl,) = cluster_specks(tight + [stray], **kw, outlier_mm=5.0)
+    assert cl.n_calcifications == 7 and stray in cl.specks
+    assert cl.extent_mm == pytest.approx(4.0)
+    assert cl.bbox[3] < 230
+    (wide,) = cluster_specks(tight + [stray], **kw)
+    assert wide.extent_mm == pytest.approx(13.0) and wide.bbox[3] > 230
+
+
 def test_group_wider_than_1cm_reach_is_split():
     """Two 5-speck seed groups 25 mm apart are two clusters, each within 2 cm."""
     a = [_speck(100 + 10 * i, 100, 9.0) for i in range(5)]
