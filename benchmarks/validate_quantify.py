@@ -89,7 +89,10 @@ operating point and reports more false clusters).  The full run takes ~8 min for
    calcification box, so the call is judged apart from detection.  By default no calcification
    is detected, so the sites are read with their specks in the map (negative on RC);
    ``--detect-calcifications`` detects them on LE as ``analyze`` does by default, and the sites
-   are read with their pixels excluded and filled (``cemrecon.quantify.enhancement``, step 1).
+   are read with their pixels excluded and filled (``cemrecon.quantify.enhancement``, step 1);
+   the table then also reports the path end to end: the call of a detected cluster ROI that
+   overlaps each finding's calcification box (no such ROI: not found), and the detected ROIs on
+   no finding.  Detection is designed for full-scale images (``--scale 1``).
    - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
    - Calls: sensitivity = P(enhancement | expected enhancement, E >= 0.3 mg/cm^2) (a 45 mm NME
      may not enhance where its calcifications are: E < 0.3 is reported apart); specificity =
@@ -223,8 +226,11 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
 
+    from cemrecon.quantify.enhancement import boxes_overlap
+
     bpe_truth, bpe_pred = [], []
     sites = []  # dicts: level, expected, excess, type, call, call_type
+    false_rois: list[str] = []  # calls of detected ROIs on no judged finding
     cfg = AnalyzeConfig(detect_calcifications=detect_calcifications,
                         enhancement=EnhancementConfig(masking_check=masking_check))
     for seed in seeds:
@@ -238,10 +244,20 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
             bpe_pred.append(LEVELS.index(res.bpe.category))
+            detected = [r for r in res.rois if r.source == "detected"]
             for les, r in zip(judged, [r for r in res.rois if r.source == "user"], strict=True):
                 site = site_truth(les, seed, level)
                 site.update(call_fields(r))
+                if detect_calcifications:
+                    # end to end, as analyze runs without user ROIs: the call of a detected
+                    # cluster ROI on this finding (None: no detected ROI overlaps it)
+                    hit = [d for d in detected if boxes_overlap(d.bbox, les.calcification_bbox)]
+                    site["detected_call"] = hit[0].enhancement if hit else None
                 sites.append(site)
+            if detect_calcifications:
+                boxes = [les.calcification_bbox for les in judged]
+                false_rois.extend(d.enhancement for d in detected
+                                  if not any(boxes_overlap(d.bbox, b) for b in boxes))
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
                 + ", ".join(f"{s['type'][:4]}/{s['expected'][:6]}->{s['call'][:6]} "
@@ -249,6 +265,10 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
                             f" L{s['limit'] if s['limit'] is None else round(s['limit'], 2)})"
                             for s in sites if s['seed'] == seed and s['level'] == level)
                 + f"  [{time.perf_counter() - t0:.1f} s]")
+    if detect_calcifications:
+        n_views = len(seeds) * len(LEVELS)
+        log(f"detected ROIs on no judged finding: {len(false_rois)} in {n_views} views, called "
+            + ", ".join(f"{k} {v}" for k, v in Counter(false_rois).items()))
     return bpe_truth, bpe_pred, sites
 
 
@@ -387,6 +407,17 @@ def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
                          ">= 90 %" if lo >= CLEARLY_MASKED else "-"))
     if weak:
         rows.append(("enhancing lesions with site excess < 0.3: enhancement", f"{100 * np.mean([s['call'] == 'enhancement' for s in weak]):.1f} % (n={len(weak)})", "below threshold"))
+    if any("detected_call" in s for s in sites):
+        # end to end: the finding needs a detected (non-regional) cluster ROI and its call
+        rows.append(("detected ROIs (analyze without user ROIs): findings with one",
+                     _rate(sites, lambda s: s.get("detected_call") is not None), "-"))
+        rows.append(("  sensitivity (E >= 0.3, not masked; undetected = missed)",
+                     _rate(pos, lambda s: s.get("detected_call") == "enhancement"), "-"))
+        rows.append(("  specificity (no ROI or not called enhancement)",
+                     _rate(neg, lambda s: s.get("detected_call") != "enhancement"), "-"))
+        rows.append(("  masked sites: no ROI or called indeterminate",
+                     _rate(masked, lambda s: s.get("detected_call") in (None, "indeterminate")),
+                     "-"))
     for level in LEVELS:
         lv = [s for s in sites if s["level"] == level and s["expected"] != "indeterminate"]
         if lv:
