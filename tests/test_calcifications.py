@@ -126,6 +126,37 @@ def test_isolated_member_does_not_stretch_the_extent():
     assert wide.extent_mm == pytest.approx(13.0) and wide.bbox[3] > 230
 
 
+def test_wide_group_is_cut_into_grouped_parts():
+    """Two tight clusters (6 specks at z 8 within 2 mm) 23 mm apart, joined by two bridging
+    specks 7.7 mm apart (each within 1 cm of the other and of one cluster, so all are core
+    specks), form one 23 mm group: one ``regional`` cluster without the cut; with it, two
+    clusters, each <= 2 cm across and holding one of the tight clusters, neither regional."""
+    def tight(c0):
+        return [_speck(100 + 10 * (i // 3), c0 + 10 * (i % 3), 8.0) for i in range(6)]
+
+    a, b = tight(90), tight(320)  # columns 90-110 and 320-340
+    bridges = [_speck(105, 177, 8.0), _speck(105, 253, 8.0)]
+    kw = {"pixel_mm": PX_MM, "shape": (400, 500), "k_seed": 6.0, "evidence_floor": 5.0,
+          "min_evidence": 5.0}
+    (whole,) = cluster_specks(a + b + bridges, **kw)
+    assert whole.regional and whole.n_calcifications == 14
+    parts = cluster_specks(a + b + bridges, **kw, split_regional=True)
+    assert len(parts) == 2 and not any(p.regional for p in parts)
+    # each tight cluster lies whole in one part (the bridges join either side: both cuts are
+    # <= 2 cm), and every speck is in one part
+    assert sum(p.n_calcifications for p in parts) == 14
+    assert sorted(sum(s in p.specks for s in a) for p in parts) == [0, 6]
+    assert sorted(sum(s in p.specks for s in b) for p in parts) == [0, 6]
+    # a wide group none of whose parts passes stays one regional cluster: 6 specks 4.4 mm apart
+    # on a 22 mm line (every speck a seed), z 9 at both ends and 5.2 between: the whole group's
+    # evidence is 4 + 4 + 3 x 0.2 = 8.6 >= 8, but a part <= 2 cm holds one end at most (<= 4.8)
+    line = [_speck(100, 100 + 44 * i, z) for i, z in enumerate((9.0, 5.2, 5.2, 5.2, 5.2, 9.0))]
+    kw_line = {"pixel_mm": PX_MM, "shape": (400, 500), "evidence_floor": 5.0, "min_evidence": 8.0}
+    (wide,) = cluster_specks(line, **kw_line, split_regional=True)
+    assert wide.regional and wide.n_calcifications == 6
+    assert wide.evidence == pytest.approx(8.6)
+
+
 def test_group_wider_than_1cm_reach_is_split():
     """Two 5-speck seed groups 25 mm apart are two clusters, each within 2 cm."""
     a = [_speck(100 + 10 * i, 100, 9.0) for i in range(5)]
