@@ -431,7 +431,8 @@ def analyze(
                       enhancing_threshold_mg_cm2=cfg.bpe_enhancing_threshold_mg_cm2,
                       category_edges=cfg.bpe_category_edges, exclude=calc_excl,
                       relative_threshold=cfg.bpe_relative_threshold, local_level_mm=cfg.bpe_local_level_mm)
-    # a group wider than 2 cm is a regional distribution, not a grouped cluster (BI-RADS): it is
+    # a group wider than 2 cm none of whose <= 2 cm parts is a cluster (detect_calcifications
+    # cuts wider groups) is a regional distribution, not a grouped cluster (BI-RADS): it is
     # kept in the detection result (flagged) but is not a site, nor another site's exclusion
     regional = [cl for cl in calc.clusters if cl.regional]
     if regional:
