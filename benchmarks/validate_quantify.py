@@ -90,9 +90,9 @@ operating point and reports more false clusters).  The full run takes ~8 min for
    is detected, so the sites are read with their specks in the map (negative on RC);
    ``--detect-calcifications`` detects them on LE as ``analyze`` does by default, and the sites
    are read with their pixels excluded and filled (``cemrecon.quantify.enhancement``, step 1);
-   the table then also reports the path end to end: the call of a detected cluster ROI that
-   overlaps each finding's calcification box (no such ROI: not found), and the detected ROIs on
-   no finding.  Detection is designed for full-scale images (``--scale 1``).
+   the table then also reports the path end to end: the call of the detected cluster ROI on
+   each finding (a detected ROI belongs to the finding whose calcification box it overlaps most;
+   none: not found), and the detected ROIs on no finding.  Detection is designed for full-scale images (``--scale 1``).
    - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
    - Calls: sensitivity = P(enhancement | expected enhancement, E >= 0.3 mg/cm^2) (a 45 mm NME
      may not enhance where its calcifications are: E < 0.3 is reported apart); specificity =
@@ -221,12 +221,16 @@ def print_table(rows) -> None:
         print(f"{name:<{w}}  {val:<34}  {tgt}")
 
 
+def _overlap_area(a, b) -> int:
+    """Pixels shared by two ``[row0, col0, row1, col1]`` boxes (exclusive ends)."""
+    return (max(0, min(a[2], b[2]) - max(a[0], b[0]))
+            * max(0, min(a[3], b[3]) - max(a[1], b[1])))
+
+
 def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view="CC",
                      detect_calcifications=False):
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, EnhancementConfig, UserRoi
-
-    from cemrecon.quantify.enhancement import boxes_overlap
 
     bpe_truth, bpe_pred = [], []
     sites = []  # dicts: level, expected, excess, type, call, call_type
@@ -244,20 +248,25 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
             res = _analyze_sim(sim, rois=rois, config=cfg)
             bpe_truth.append(LEVELS.index(sim.truth.bpe_level))
             bpe_pred.append(LEVELS.index(res.bpe.category))
+            # end to end, as analyze runs without user ROIs: each detected cluster ROI belongs
+            # to the finding whose calcification box it overlaps most (none: a false ROI)
             detected = [r for r in res.rois if r.source == "detected"]
-            for les, r in zip(judged, [r for r in res.rois if r.source == "user"], strict=True):
+            owner = {}  # finding index -> (overlap, call)
+            for d in detected:
+                ov = [_overlap_area(d.bbox, les.calcification_bbox) for les in judged]
+                if not ov or max(ov) == 0:
+                    false_rois.append(d.enhancement)
+                    continue
+                k = int(np.argmax(ov))
+                if ov[k] > owner.get(k, (0, None))[0]:
+                    owner[k] = (ov[k], d.enhancement)
+            for k, (les, r) in enumerate(zip(judged, [r for r in res.rois if r.source == "user"],
+                                             strict=True)):
                 site = site_truth(les, seed, level)
                 site.update(call_fields(r))
-                if detect_calcifications:
-                    # end to end, as analyze runs without user ROIs: the call of a detected
-                    # cluster ROI on this finding (None: no detected ROI overlaps it)
-                    hit = [d for d in detected if boxes_overlap(d.bbox, les.calcification_bbox)]
-                    site["detected_call"] = hit[0].enhancement if hit else None
+                if detect_calcifications:  # None: no detected ROI on this finding
+                    site["detected_call"] = owner.get(k, (0, None))[1]
                 sites.append(site)
-            if detect_calcifications:
-                boxes = [les.calcification_bbox for les in judged]
-                false_rois.extend(d.enhancement for d in detected
-                                  if not any(boxes_overlap(d.bbox, b) for b in boxes))
             log(f"seed {seed} {level:8s}: BPE {res.bpe.category:8s} ({res.bpe.enhancing_fraction:.2f}, "
                 f"truth {sim.truth.enhancing_fraction:.2f}); "
                 + ", ".join(f"{s['type'][:4]}/{s['expected'][:6]}->{s['call'][:6]} "

@@ -77,3 +77,29 @@ def test_masked_sites_by_depth():
     assert rows["masked, depth >= 2 (clearly masked): indeterminate"][0].startswith("100.0 % (n=1")
     assert rows["masked, depth >= 2 (clearly masked): indeterminate"][1] == ">= 90 %"
     assert "masked, depth 1.5-2: indeterminate" not in rows
+
+
+def test_end_to_end_rows_count_an_undetected_finding_as_missed():
+    """With --detect-calcifications every site carries the call of the detected ROI on it (None:
+    no detected ROI).  Of 4 enhancing sites 2 are called enhancement by their detected ROI, one
+    is called indeterminate, one has none: end-to-end sensitivity 2/4; a no_enhancement site
+    without a detected ROI counts as not called enhancement."""
+    base = {"level": "mild", "peak": 1.0, "spread": 0.0, "type": "mass", "call_type": "mass",
+            "reason": "x", "measured": 1.0, "limit": 0.1, "terms": None}
+    pos = [dict(base, seed=k, expected="enhancement", excess=1.0, call="enhancement",
+                detected_call=dc) for k, dc in enumerate(("enhancement", "enhancement",
+                                                          "indeterminate", None))]
+    neg = [dict(base, seed=10 + k, expected="no_enhancement", excess=0.0, peak=0.0,
+                call="no_enhancement", detected_call=dc, type="calcifications")
+           for k, dc in enumerate((None, "no_enhancement", "enhancement"))]
+    rows = {name.strip(): val for name, val, _ in vq.call_rows([0, 1], [0, 1], pos + neg)}
+    assert rows["detected ROIs (analyze without user ROIs): findings with one"].startswith("71.4 %")
+    assert rows["sensitivity (E >= 0.3, not masked; undetected = missed)"].startswith("50.0 %")
+    assert rows["specificity (no ROI or not called enhancement)"].startswith("66.7 %")
+    # the user-ROI rows are unchanged by the detected calls
+    assert rows["ROI sensitivity (E >= 0.3, not masked)"].startswith("100.0 %")
+
+
+def test_overlap_area():
+    assert vq._overlap_area((0, 0, 10, 10), (5, 5, 20, 20)) == 25
+    assert vq._overlap_area((0, 0, 10, 10), (10, 0, 20, 10)) == 0  # exclusive ends touch
