@@ -67,7 +67,12 @@ reported it becomes a development set, and the next report needs seeds never use
   default, before the run): clusters 32100-32123 (48 full-scale images, run once, as two
   halves 32100-32111 and 32112-32123 in parallel); reported in the README, now development.
   The default is these seeds, so the README's numbers can be reproduced; pick fresh seeds
-  (e.g. 34100-) for the next cluster report.
+  (e.g. 34100-) for the next cluster report;
+* development in session 11 (``--detect-calcifications --scale 1``, the path end to end, the
+  cut of wide calcification groups): calls 20000-20005 (R CC) and 23000-23005 (L MLO);
+* held out, session 11 (the final detector; criteria in the commit message that adds this
+  entry, before the run): full scale with ``--detect-calcifications``, calls 34000-34011 (R CC)
+  and 35000-35011 (L MLO), each run once.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
