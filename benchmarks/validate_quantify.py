@@ -287,9 +287,10 @@ def experiment_calls(seeds, scale, log, masking_check=True, laterality="R", view
     return bpe_truth, bpe_pred, sites
 
 
-#: The grouping rule before the cluster evidence (session 11), run on the same images for a
-#: same-run comparison: members at z >= 5, two seeds at z >= 6, no evidence test.
-FORMER_CLUSTER_RULE = {"k_member": 5.0, "min_seeds": 2, "min_evidence": 0.0}
+#: The grouping rule before session 11, run on the same images for a same-run comparison:
+#: members at z >= 5, two seeds at z >= 6, no evidence test, no outlier trim, no cut of wide groups.
+FORMER_CLUSTER_RULE = {"k_member": 5.0, "min_seeds": 2, "min_evidence": 0.0, "outlier_mm": None,
+                       "split_regional": False}
 
 
 def experiment_clusters(seeds, scale, log, former=None):
