@@ -830,3 +830,25 @@ def test_a_large_mass_in_a_fatty_breast_is_not_read_as_bpe():
     assert (mass[0].enhancement, mass[0].type) == ("enhancement", "mass")
     assert res.bpe.category == "minimal"
     assert abs(res.bpe.enhancing_fraction - sim.truth.enhancing_fraction) < 0.1
+
+
+def test_calcification_detection_warns_off_its_design_pixel(caplog):
+    """Detection was measured at 0.1 mm pixels; on a 0.4 mm grid analyze says so (a warning
+    naming the pixel size), and with detection off it does not."""
+    import logging
+
+    from cemrecon.quantify import AnalyzeConfig
+    from cemrecon.quantify.analyze import CALC_DESIGN_PIXEL_MM
+
+    rng = np.random.default_rng(0)
+    le = rng.normal(3000.0, 5.0, (120, 100))
+    iod = np.zeros(le.shape, np.float32)
+    assert 0.4 > CALC_DESIGN_PIXEL_MM
+    with caplog.at_level(logging.WARNING, logger="cemrecon.quantify.analyze"):
+        analyze((le, le), iodine_mg_cm2=iod, pixel_mm=0.4, view="CC")
+    assert any("full-resolution" in r.message and "0.40 mm" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cemrecon.quantify.analyze"):
+        analyze((le, le), iodine_mg_cm2=iod, pixel_mm=0.4, view="CC",
+                config=AnalyzeConfig(detect_calcifications=False))
+    assert not any("full-resolution" in r.message for r in caplog.records)
