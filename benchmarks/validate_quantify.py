@@ -98,7 +98,8 @@ operating point and reports more false clusters).  The full run takes ~8 min for
    are read with their pixels excluded and filled (``cemrecon.quantify.enhancement``, step 1);
    the table then also reports the path end to end: the call of the detected cluster ROI on
    each finding (a detected ROI belongs to the finding whose calcification box it overlaps most;
-   none: not found), and the detected ROIs on no finding.  Detection is designed for full-scale images (``--scale 1``).
+   none: not found), and the detected ROIs on no finding.  Detection is designed for
+   full-scale images (``--scale 1``).
    - BPE: 4-class accuracy and quadratic-weighted kappa against the phantom's level.
    - Calls: sensitivity = P(enhancement | expected enhancement, E >= 0.3 mg/cm^2) (a 45 mm NME
      may not enhance where its calcifications are: E < 0.3 is reported apart); specificity =
@@ -293,13 +294,24 @@ FORMER_CLUSTER_RULE = {"k_member": 5.0, "min_seeds": 2, "min_evidence": 0.0, "ou
                        "split_regional": False}
 
 
+def _cluster_hits(clusters, truths) -> tuple[list[bool], list[bool], int]:
+    """Per truth cluster whether a detected cluster's box overlaps its calcification box, whether
+    it is a target (>= 5 specks >= 0.2 mm), and the number of detected clusters on no truth."""
+    from cemrecon.quantify.enhancement import boxes_overlap
+
+    hit = [any(boxes_overlap(c.bbox, les.calcification_bbox) for c in clusters) for les in truths]
+    target = [sum(s.diameter_mm >= 0.2 for s in les.specks) >= 5 for les in truths]
+    false = sum(not any(boxes_overlap(c.bbox, les.calcification_bbox) for les in truths)
+                for c in clusters)
+    return hit, target, false
+
+
 def experiment_clusters(seeds, scale, log, former=None):
     """Cluster sensitivity and false clusters; with ``former`` (a dict) also the counts
     ``[targets found, false clusters]`` of the former grouping rule on the same images."""
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify import AnalyzeConfig, analyze
     from cemrecon.quantify.calcifications import detect_calcifications
-    from cemrecon.quantify.enhancement import boxes_overlap
 
     cfg = AnalyzeConfig()
     n_target = n_found = n_all = n_found_all = n_false = n_images = 0
@@ -314,17 +326,12 @@ def experiment_clusters(seeds, scale, log, former=None):
             # detection only: the iodine map is not needed (zeros keep the run short)
             res = analyze(sim, iodine_mg_cm2=np.zeros(sim.le.shape, np.float32))
             truths = [les for les in sim.truth.lesions if les.specks]
-            for les in truths:
-                big = sum(s.diameter_mm >= 0.2 for s in les.specks)
-                hit = any(boxes_overlap(c.bbox, les.calcification_bbox) for c in res.calcifications.clusters)
-                n_all += 1
-                n_found_all += hit
-                if big >= 5:
-                    n_target += 1
-                    n_found += hit
-            fp = [c for c in res.calcifications.clusters
-                  if not any(boxes_overlap(c.bbox, les.calcification_bbox) for les in truths)]
-            n_false += len(fp)
+            hit, target, n_fp = _cluster_hits(res.calcifications.clusters, truths)
+            n_all += len(truths)
+            n_found_all += sum(hit)
+            n_target += sum(target)
+            n_found += sum(h and t for h, t in zip(hit, target))
+            n_false += n_fp
             n_images += 1
             msg = ""
             if former is not None:
@@ -333,15 +340,13 @@ def experiment_clusters(seeds, scale, log, former=None):
                     sim.le, seg.breast_mask & (seg.distance_mm >= cfg.calc_skin_margin_mm),
                     pixel_mm=sim.pixel_mm, dark_offset_dn=sim.dark_offset_dn,
                     k_sigma=cfg.calc_k_sigma, **FORMER_CLUSTER_RULE).clusters
-                hits = sum(any(boxes_overlap(c.bbox, les.calcification_bbox) for c in old)
-                           for les in truths if sum(s.diameter_mm >= 0.2 for s in les.specks) >= 5)
-                false = sum(not any(boxes_overlap(c.bbox, les.calcification_bbox) for les in truths)
-                            for c in old)
+                old_hit, _, old_fp = _cluster_hits(old, truths)
+                hits = sum(h and t for h, t in zip(old_hit, target))
                 former["found"] = former.get("found", 0) + hits
-                former["false"] = former.get("false", 0) + false
-                msg = f" (former rule: {hits} targets found, {false} false)"
+                former["false"] = former.get("false", 0) + old_fp
+                msg = f" (former rule: {hits} targets found, {old_fp} false)"
             log(f"seed {seed} {lat}{view}: {len(truths)} truth clusters, "
-                f"{len(res.calcifications.clusters)} detected, {len(fp)} false{msg} "
+                f"{len(res.calcifications.clusters)} detected, {n_fp} false{msg} "
                 f"[{time.perf_counter() - t0:.1f} s]")
     return n_target, n_found, n_all, n_found_all, n_false, n_images
 

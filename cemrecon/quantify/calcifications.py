@@ -290,6 +290,7 @@ def cluster_specks(
     """
     if len(specks) < min_specks:
         return []
+    from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
@@ -316,6 +317,11 @@ def cluster_specks(
             return None
         sp = tuple(specks[i] for i in mem)
         evidence = 0.0
+        if evidence_floor is not None:
+            z = np.sort(np.array([s.contrast for s in sp]))[::-1][:min_specks]
+            evidence = float(np.sum(np.maximum(z - evidence_floor, 0.0)))
+            if evidence < min_evidence:
+                return None
         shown = mem  # the members that define the ROI and the extent
         if outlier_mm is not None and len(mem) > 2:
             nn = cKDTree(xy[mem]).query(xy[mem], k=2)[0][:, 1]
@@ -323,10 +329,6 @@ def cluster_specks(
             if len(close) >= 2:
                 shown = close
         if evidence_floor is not None:
-            z = np.sort(np.array([s.contrast for s in sp]))[::-1][:min_specks]
-            evidence = float(np.sum(np.maximum(z - evidence_floor, 0.0)))
-            if evidence < min_evidence:
-                return None
             above = [i for i in shown if specks[i].contrast >= evidence_floor]
             if len(above) >= 2:
                 shown = above
@@ -357,8 +359,6 @@ def cluster_specks(
             continue
         if cl.regional and split_regional:
             # complete linkage cut at max_extent_mm: parts no wider than 2 cm, each tested anew
-            from scipy.cluster.hierarchy import fcluster, linkage
-
             part = fcluster(linkage(xy[mem], method="complete"), t=max_extent_mm,
                             criterion="distance")
             subs = [build([i for i, p in zip(mem, part) if p == k]) for k in np.unique(part)]
