@@ -25,6 +25,19 @@ Everything here works on the low-energy image alone, as a radiologist reads dens
   by the glandular/adipose contrast ``KAPPA_GLANDULAR_LE`` so that it approximates the glandular
   fraction of the ray: ``g = (A - A_fat(d)) / (KAPPA * A_fat(d))``.  Pixels with ``g`` above
   ``fgt_fraction_threshold`` and at least ``rim_mm`` from the skin line are FGT.
+* **Exact distances only.**  The reference assumes that the rays at one distance from the skin
+  share one thickness.  Where an image edge other than the chest wall's cuts the breast (the
+  axilla at the top of an MLO), the skin may lie just beyond it, and a pixel nearer that edge
+  than the visible skin line is closer to the skin than its distance says; the rays there are
+  thinner than their band.  A 2nd-percentile reference is set by as few as 2 % of a band's
+  pixels, so such a corner took over whole bands: on phantom seed 27017 L MLO (72 mm) the
+  reference of the 12.5-15 mm bands came from 4 % of their pixels, at the top edge near the
+  pectoral muscle (true thickness 48-68 mm against 69 mm), so the band's fat read glandular
+  (index 0.16-0.17), the iodine map's roll-off fit took its thickness from that corner (62 mm),
+  and the fat of the whole band read +5 to +7.6 mg/cm^2 of iodine, a false ring of
+  enhancement.  Pixels whose visible skin is farther than the nearest such image edge
+  (``BreastSegmentation.distance_reliable``) are therefore left out of the fat reference, the
+  roll-off fit's reference (:func:`rolloff_reference`) and the relative map's fat baseline.
 """
 
 from __future__ import annotations
@@ -100,6 +113,14 @@ class BreastSegmentation:
     rolloff_mm : float
         Estimated width of the thickness roll-off (distance from the skin line where the all-fat
         attenuation reaches its plateau).
+    distance_reliable : ndarray of bool or None
+        Where ``distance_mm`` is the distance to the skin: the visible skin line is no farther
+        than the nearest image edge other than the chest wall's.  Beyond an edge that cuts the
+        breast (the axilla at the top of an MLO, a large breast) the skin may lie just outside
+        the field, so a pixel nearer that edge than the visible skin is at most ``distance_mm``
+        from the skin, and the rays there need not share the thickness of their distance band.
+        Such pixels are left out of the per-distance fat references (module docstring).  None:
+        every pixel (segmentations made before this field).
     """
 
     breast_mask: np.ndarray
@@ -110,6 +131,7 @@ class BreastSegmentation:
     chest_wall: str
     pixel_mm: float
     rolloff_mm: float = 0.0
+    distance_reliable: np.ndarray | None = None
 
 
 def _attenuation(le: np.ndarray, dark_offset_dn: float) -> np.ndarray:
@@ -316,6 +338,22 @@ def _distance_mm(mask: np.ndarray, pixel_mm: float, chest_wall: str) -> np.ndarr
     return d.astype(np.float32)
 
 
+def _distance_reliable(distance_mm: np.ndarray, pixel_mm: float, chest_wall: str) -> np.ndarray:
+    """Pixels whose visible skin line is no farther than the nearest non-chest-wall image edge.
+
+    The true distance to the skin is ``min(visible, beyond the field)``, and the skin beyond an
+    edge is at least that edge's distance away, so where the visible skin is nearer than every
+    such edge the distance is exact; elsewhere it is an upper bound.
+    """
+    h, w = distance_mm.shape
+    rows = (np.arange(h, dtype=np.float64) + 0.5) * pixel_mm
+    cols = (np.arange(w, dtype=np.float64) + 0.5) * pixel_mm
+    to_row_edge = np.minimum(rows, rows[::-1])[:, None]
+    # the edge opposite the chest wall; the chest-wall edge is not skin
+    to_col_edge = (cols[::-1] if chest_wall == "left" else cols)[None, :]
+    return distance_mm <= np.minimum(to_row_edge, to_col_edge)
+
+
 def glandular_index(
     le: np.ndarray,
     breast: np.ndarray,
@@ -324,10 +362,13 @@ def glandular_index(
     dark_offset_dn: float = 0.0,
     pixel_mm: float,
     kappa: float = KAPPA_GLANDULAR_LE,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Approximate glandular fraction per ray, relative to a fat reference at the same thickness.
 
-    See the module docstring.
+    See the module docstring.  ``reference`` (default: the whole breast) restricts the pixels
+    whose attenuation percentiles make the fat reference (e.g. to those whose distance from
+    the skin is exact, :func:`segment_breast`); the index is computed for the whole breast.
 
     Returns
     -------
@@ -359,13 +400,21 @@ def glandular_index(
         edges = np.array([0.0, d_max + 1e-3])
     idx = np.clip(np.digitize(d, edges) - 1, 0, edges.size - 2)
     n_bins = edges.size - 1
-    ref = np.full(n_bins, np.nan)
-    counts = np.bincount(idx, minlength=n_bins)
-    order = np.argsort(idx, kind="stable")
-    splits = np.cumsum(counts)[:-1]
-    for b, chunk in enumerate(np.split(vals[order], splits)):
-        if chunk.size >= 20:
-            ref[b] = np.percentile(chunk, _FAT_PERCENTILE)
+
+    def fat_reference(use: np.ndarray) -> np.ndarray:
+        """Low attenuation percentile of the ``use`` pixels per distance bin (NaN under 20)."""
+        ref = np.full(n_bins, np.nan)
+        counts = np.bincount(idx[use], minlength=n_bins)
+        order = np.argsort(idx[use], kind="stable")
+        for b, chunk in enumerate(np.split(vals[use][order], np.cumsum(counts)[:-1])):
+            if chunk.size >= 20:
+                ref[b] = np.percentile(chunk, _FAT_PERCENTILE)
+        return ref
+
+    ref = fat_reference(np.ones(d.shape, dtype=bool) if reference is None
+                        else np.asarray(reference, dtype=bool)[breast])
+    if reference is not None and not np.isfinite(ref).any():
+        ref = fat_reference(np.ones(d.shape, dtype=bool))
     # bins too small (deep interior with few pixels) inherit the last reliable value; the
     # reference is made non-decreasing in d (thickness only grows away from the skin)
     good = np.isfinite(ref)
@@ -433,11 +482,14 @@ def segment_breast(
         pect = np.zeros_like(full)
     breast = full & ~pect
     dist = _distance_mm(full, pixel_mm, side)
-    g, plateau = glandular_index(le, breast, dist, dark_offset_dn=dark_offset_dn, pixel_mm=pixel_mm)
+    exact = _distance_reliable(dist, pixel_mm, side)
+    g, plateau = glandular_index(le, breast, dist, dark_offset_dn=dark_offset_dn, pixel_mm=pixel_mm,
+                                 reference=breast & exact)
     fgt = breast & (np.nan_to_num(g, nan=-1.0) >= fgt_fraction_threshold) & (dist >= rim_mm)
     return BreastSegmentation(
         breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt, glandular_index=g,
         distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm), rolloff_mm=plateau,
+        distance_reliable=exact,
     )
 
 
@@ -477,6 +529,8 @@ def rolloff_reference(
                                       dark_offset_dn=dark_offset_dn or 0.0)
     seg = segmentation
     fat = seg.breast_mask & (np.nan_to_num(seg.glandular_index, nan=np.inf) < fat_fraction_max)
+    if seg.distance_reliable is not None:  # the fit is per distance band: exact distances only
+        fat &= seg.distance_reliable
     dist = seg.distance_mm
     if fat.shape != le.shape:  # back to the LE grid: nearest block, edge rows/columns repeated
         rows = np.minimum(np.arange(le.shape[0]) // k, fat.shape[0] - 1)
