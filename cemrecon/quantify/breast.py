@@ -27,9 +27,9 @@ Everything here works on the low-energy image alone, as a radiologist reads dens
   ``fgt_fraction_threshold`` and at least ``rim_mm`` from the skin line are FGT.
 * **Exact distances only.**  The reference assumes that the rays at one distance from the skin
   share one thickness.  Where an image edge other than the chest wall's cuts the breast (the
-  axilla at the top of an MLO), the skin may lie just beyond it, and a pixel nearer that edge
-  than the visible skin line is closer to the skin than its distance says; the rays there are
-  thinner than their band.  A 2nd-percentile reference is set by as few as 2 % of a band's
+  axilla at the top of an MLO), the skin may lie just beyond it: a pixel nearer that edge than
+  the visible skin line may be much closer to the skin than its distance says, and the rays
+  there can be thinner than their band.  A 2nd-percentile reference is set by as few as 2 % of a band's
   pixels, so such a corner took over whole bands: on phantom seed 27017 L MLO (72 mm) the
   reference of the 12.5-15 mm bands came from 4 % of their pixels, at the top edge near the
   pectoral muscle (true thickness 48-68 mm against 69 mm), so the band's fat read glandular
