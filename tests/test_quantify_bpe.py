@@ -373,10 +373,10 @@ def test_relative_map_tolerates_a_compressed_thickness_error():
     # systems is a few mm.  The iodine decomposition reads a thickness error as fat-equivalent
     # attenuation: -0.67 to -0.70 mg/cm^2 per mm on fat and -0.66 to -0.69 on glandular tissue
     # (noise-free breasts of 30, 69 and 76 mm; gland in the 30 and 69 mm ones), so a 3 mm error
-    # moves the absolute map by ~2 mg/cm^2 (checked > 1.5: the test can fail).  The relative map subtracts
-    # the fat's own reading at each distance, which removes the fat part; what remains is the
-    # composition difference, 0.02-0.03 mg/cm^2 per mm on these rays; bound 0.04 per mm (a fully
-    # glandular ray), i.e. 0.12 for 3 mm.
+    # moves the absolute map by ~2 mg/cm^2 (checked > 1.5: the test can fail).  The relative map
+    # subtracts the fat's own reading at each distance, which removes the fat part; what remains
+    # is the composition difference, 0.02-0.03 mg/cm^2 per mm on these rays; bound 0.04 per mm
+    # (a fully glandular ray), i.e. 0.12 for 3 mm.
     from cemrecon.iodine import iodine_map_result
     from cemrecon.phantom.exam import simulate_view
     from cemrecon.quantify.breast import segment_breast
