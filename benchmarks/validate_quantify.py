@@ -399,6 +399,12 @@ def call_rows(bt, bp, sites) -> list[tuple[str, str, str]]:
                        [s for s in pos if masking_depth(s) >= 0.75])):
         if grp:
             rows.append((name, _rate(grp, lambda s: s["call"] == "enhancement"), "-"))
+    # by the finding the calcifications lie in (a cluster's own enhancement: a cluster on another
+    # finding's iodine); the session-12 held-out misses were mostly NMEs
+    for kind, label in (("mass", "mass"), ("nme", "NME"), ("calcifications", "cluster on a finding")):
+        grp = [s for s in pos if s["type"] == kind]
+        if grp:
+            rows.append((f"  {label}", _rate(grp, lambda s: s["call"] == "enhancement"), "-"))
     if pos_peak:
         rows.append(("  (lesion peak >= 0.3 anywhere)", f"{100 * np.mean([s['call'] == 'enhancement' for s in pos_peak]):.1f} % (n={len(pos_peak)})", "-"))
     rows.append(("ROI specificity (not called enhancement)",

@@ -100,6 +100,21 @@ def test_end_to_end_rows_count_an_undetected_finding_as_missed():
     assert rows["ROI sensitivity (E >= 0.3, not masked)"].startswith("100.0 %")
 
 
+def test_sensitivity_is_also_reported_by_finding_type():
+    # 2 masses (both found), 3 NMEs (1 found), 1 cluster on a finding (found): 100 / 33.3 / 100 %,
+    # and the pooled row stays 4/6.
+    base = {"level": "mild", "spread": 0.0, "call_type": None, "reason": "x", "measured": 1.0,
+            "limit": 0.1, "terms": None, "expected": "enhancement", "excess": 1.0, "peak": 1.0}
+    calls = [("mass", "enhancement"), ("mass", "enhancement"), ("nme", "enhancement"),
+             ("nme", "indeterminate"), ("nme", "indeterminate"), ("calcifications", "enhancement")]
+    sites = [dict(base, seed=k, type=t, call=c) for k, (t, c) in enumerate(calls)]
+    rows = {name.strip(): val for name, val, _ in vq.call_rows([0], [0], sites)}
+    assert rows["ROI sensitivity (E >= 0.3, not masked)"].startswith("66.7 % (n=6")
+    assert rows["mass"].startswith("100.0 % (n=2")
+    assert rows["NME"].startswith("33.3 % (n=3")
+    assert rows["cluster on a finding"].startswith("100.0 % (n=1")
+
+
 def test_overlap_area():
     assert vq._overlap_area((0, 0, 10, 10), (5, 5, 20, 20)) == 25
     assert vq._overlap_area((0, 0, 10, 10), (10, 0, 20, 10)) == 0  # exclusive ends touch
