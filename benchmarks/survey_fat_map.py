@@ -32,10 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate_quantify as vq  # noqa: E402
+
+from cemrecon.quantify.bpe import _masked_smooth  # noqa: E402  (the map's own masked smoothing)
 
 #: Truth "pure fat": glandular fraction below this, and no iodine.
 FAT_GLANDULAR_MAX = 0.01
@@ -54,7 +55,8 @@ def fat_map_stats(rel: np.ndarray, breast: np.ndarray, distance_mm: np.ndarray, 
     ``SMOOTH_MM`` inside the breast (normalised convolution), reads above ``threshold``.
     """
     rel = np.nan_to_num(np.asarray(rel, dtype=np.float64))
-    fat = np.asarray(fat, dtype=bool) & np.asarray(breast, dtype=bool)
+    breast = np.asarray(breast, dtype=bool)
+    fat = np.asarray(fat, dtype=bool) & breast
     worst, at = 0.0, None
     for lo in np.arange(min_mm, max_mm, band_mm):
         band = fat & (distance_mm >= lo) & (distance_mm < lo + band_mm)
@@ -63,9 +65,7 @@ def fat_map_stats(rel: np.ndarray, breast: np.ndarray, distance_mm: np.ndarray, 
         v = float(np.median(rel[band]))
         if abs(v) > abs(worst):
             worst, at = v, float(lo)
-    sig = SMOOTH_MM / pixel_mm
-    w = ndi.gaussian_filter(breast.astype(np.float64), sig)
-    sm = ndi.gaussian_filter(np.where(breast, rel, 0.0), sig) / np.maximum(w, 1e-6)
+    sm = _masked_smooth(rel, breast, SMOOTH_MM / pixel_mm)
     use = fat & (distance_mm >= min_mm)
     share = float((sm[use] > threshold).mean()) if use.any() else 0.0
     return {"worst_band_mg_cm2": worst, "worst_band_mm": at, "fat_above": share}

@@ -426,9 +426,9 @@ def analyze(
         if iod.shape != le.shape:
             raise ValueError(f"iodine map shape {iod.shape} differs from the LE shape {le.shape}")
     # the per-distance fat baseline, like the fat references before it, uses exact distances only
-    base_excl = calc_excl if seg.distance_reliable is None else calc_excl | ~seg.distance_reliable
     rel = relative_iodine(iod, seg.breast_mask, seg.glandular_index, seg.distance_mm,
-                          fat_fraction_max=cfg.fat_fraction_max, exclude=base_excl, pixel_mm=px)
+                          fat_fraction_max=cfg.fat_fraction_max,
+                          exclude=calc_excl | ~seg.distance_reliable, pixel_mm=px)
     # the skin rim carries the thickness roll-off artefact: not a usable background
     usable = seg.breast_mask & (seg.distance_mm >= cfg.rim_mm)
     # BPE is read where the breast has its full compressed thickness: in the roll-off the iodine

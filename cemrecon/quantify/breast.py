@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -113,14 +114,13 @@ class BreastSegmentation:
     rolloff_mm : float
         Estimated width of the thickness roll-off (distance from the skin line where the all-fat
         attenuation reaches its plateau).
-    distance_reliable : ndarray of bool or None
+    distance_reliable : ndarray of bool (derived, cached)
         Where ``distance_mm`` is the distance to the skin: the visible skin line is no farther
         than the nearest image edge other than the chest wall's.  Beyond an edge that cuts the
         breast (the axilla at the top of an MLO, a large breast) the skin may lie just outside
         the field, so a pixel nearer that edge than the visible skin is at most ``distance_mm``
         from the skin, and the rays there need not share the thickness of their distance band.
-        Such pixels are left out of the per-distance fat references (module docstring).  None:
-        every pixel (segmentations made before this field).
+        Such pixels are left out of the per-distance fat references (module docstring).
     """
 
     breast_mask: np.ndarray
@@ -131,7 +131,10 @@ class BreastSegmentation:
     chest_wall: str
     pixel_mm: float
     rolloff_mm: float = 0.0
-    distance_reliable: np.ndarray | None = None
+
+    @cached_property
+    def distance_reliable(self) -> np.ndarray:
+        return _distance_reliable(self.distance_mm, self.pixel_mm, self.chest_wall)
 
 
 def _attenuation(le: np.ndarray, dark_offset_dn: float) -> np.ndarray:
@@ -489,7 +492,6 @@ def segment_breast(
     return BreastSegmentation(
         breast_mask=breast, pectoral_mask=pect, fgt_mask=fgt, glandular_index=g,
         distance_mm=dist, chest_wall=side, pixel_mm=float(pixel_mm), rolloff_mm=plateau,
-        distance_reliable=exact,
     )
 
 
@@ -528,9 +530,9 @@ def rolloff_reference(
         segmentation = segment_breast(small, pixel_mm=pixel_mm * k, view=view,
                                       dark_offset_dn=dark_offset_dn or 0.0)
     seg = segmentation
-    fat = seg.breast_mask & (np.nan_to_num(seg.glandular_index, nan=np.inf) < fat_fraction_max)
-    if seg.distance_reliable is not None:  # the fit is per distance band: exact distances only
-        fat &= seg.distance_reliable
+    # the fit is per distance band: exact distances only
+    fat = (seg.breast_mask & seg.distance_reliable
+           & (np.nan_to_num(seg.glandular_index, nan=np.inf) < fat_fraction_max))
     dist = seg.distance_mm
     if fat.shape != le.shape:  # back to the LE grid: nearest block, edge rows/columns repeated
         rows = np.minimum(np.arange(le.shape[0]) // k, fat.shape[0] - 1)
