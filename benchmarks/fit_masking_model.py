@@ -24,6 +24,14 @@ leave-one-group-out cross-validation: the model is fitted on the other groups an
 counted on the left-out one (sensitivity, masked sites called indeterminate, specificity, as in
 ``validate_quantify.py``).  Simulating the 432 default views takes ~15 min on 2 cores;
 ``--table`` saves the rows, ``--from-table`` refits from them.
+
+``--from-cache DIR [DIR ...]`` takes the rows from site caches of ``replay_sites.py cache``
+instead (one group per directory, any view and laterality): each cached site is judged again
+with the model off, so a new term needs no new simulation, only the caches::
+
+    python benchmarks/replay_sites.py cache runs/cc20 --seeds 20000-20023
+    python benchmarks/replay_sites.py cache runs/ml23 --seeds 23000-23023 --view MLO --laterality L
+    python benchmarks/fit_masking_model.py --from-cache runs/cc20 runs/ml23
 """
 
 from __future__ import annotations
@@ -64,6 +72,24 @@ def simulate(groups: list[list[int]], scale: float, workers: int) -> list[dict]:
             rows.extend(part)
             print(f"seed {seeds[k]}: {len(part)} sites [{time.perf_counter() - t0:.0f} s]",
                   flush=True)
+    return rows
+
+
+def rows_from_caches(dirs: list[Path]) -> list[dict]:
+    """The sites of ``replay_sites.py`` caches judged with the model off; ``group`` = the index
+    of the directory in ``dirs``."""
+    from replay_sites import load, replay
+
+    from cemrecon.quantify.enhancement import EnhancementConfig
+
+    rows = []
+    for k, d in enumerate(dirs):
+        views = load([d])
+        if not views:
+            raise SystemExit(f"--from-cache: no cached views (*.pkl.gz) in {d}")
+        sites = replay(views, EnhancementConfig(masking_check=False))[2]
+        rows += [dict(r, group=k) for r in sites]
+        print(f"{d}: {len(views)} views, {len(sites)} sites", flush=True)
     return rows
 
 
@@ -135,16 +161,23 @@ def main(argv=None) -> int:
     ap.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (default 1)")
     ap.add_argument("--probability", type=float, default=0.85,
                     help="masking probability from which a region is called masked (default 0.85)")
+    ap.add_argument("--from-cache", nargs="+", type=Path, metavar="DIR",
+                    help="replay_sites.py cache directories, one group each (no simulation)")
     args = ap.parse_args(argv)
-    groups = _ranges(args.seeds)
-    if args.from_table:
-        rows = json.loads(Path(args.from_table).read_text())
+    if args.from_cache:
+        rows = rows_from_caches(args.from_cache)
+        names = [str(d) for d in args.from_cache]
     else:
-        rows = simulate(groups, args.scale, args.workers)
-        if args.table:
-            Path(args.table).write_text(json.dumps(rows))
-    group_of = {s: k for k, g in enumerate(groups) for s in g}
-    rows = [r for r in rows if r["seed"] in group_of]
+        groups = _ranges(args.seeds)
+        names = [f"seeds {g[0]}-{g[-1]}" for g in groups]
+        group_of = {s: k for k, g in enumerate(groups) for s in g}
+        if args.from_table:
+            rows = json.loads(Path(args.from_table).read_text())
+        else:
+            rows = simulate(groups, args.scale, args.workers)
+        rows = [dict(r, group=group_of[r["seed"]]) for r in rows if r["seed"] in group_of]
+    if args.table:
+        Path(args.table).write_text(json.dumps(rows))
 
     def xy(rs):
         use = [r for r in rs if r["terms"] is not None and (
@@ -156,13 +189,13 @@ def main(argv=None) -> int:
     print(f"{len(rows)} sites; {int(xy(rows)[1].size)} reach the masking step")
     print("leave-one-group-out (sensitivity / masked -> indeterminate / specificity, %):")
     pooled = np.zeros(6)
-    for k, g in enumerate(groups):
-        train = [r for r in rows if group_of[r["seed"]] != k]
-        test = [r for r in rows if group_of[r["seed"]] == k]
+    for k, name in enumerate(names):
+        train = [r for r in rows if r["group"] != k]
+        test = [r for r in rows if r["group"] == k]
         w = fit_logistic(*xy(train), args.c)
         rates = call_rates(test, w, args.probability)
         pooled += [rates[0] * rates[3], rates[1] * rates[4], rates[2] * rates[5], *rates[3:]]
-        print(f"  seeds {g[0]}-{g[-1]}: model {_fmt(rates)}"
+        print(f"  {name}: model {_fmt(rates)}"
               f"   no model {_fmt(call_rates(test, None, args.probability))}")
     print(f"  pooled: model {_fmt(tuple(pooled[:3] / pooled[3:]))}")
     w = fit_logistic(*xy(rows), args.c)

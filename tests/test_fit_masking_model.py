@@ -47,3 +47,45 @@ def test_call_rates_apply_the_model_only_where_a_region_enhances():
     assert (sens, masked, spec, n_pos, n_masked, n_neg) == (100.0, 100.0, 100.0, 1, 1, 1)
     # without the model the masked site stays an enhancement call
     assert fmm.call_rates(rows, None, 0.85)[1] == 0.0
+
+
+def _cached_view(tmp_path: Path, name: str, seed: int) -> Path:
+    """A replay_sites cache directory holding one view with one enhancing user site."""
+    import gzip
+    import pickle
+
+    import replay_sites as rs
+    from test_replay_sites import _scene
+
+    from cemrecon.quantify.enhancement import EnhancementConfig
+
+    io, px, breast, calc, gland = _scene(np.random.default_rng(seed), 0.8)
+    bbox = (290, 290, 311, 311)
+    kw = dict(breast_mask=breast, calc_mask=calc, pixel_mm=px, source="user", n_calcifications=5,
+              bpe_category="mild", masking_level_mg_cm2=None, fgt_mask=gland > 0.5,
+              glandular_index=gland, map_blur_mm=0.21)
+    site = rs.crop_site(io, bbox, kw, EnhancementConfig())
+    site["cached_call"] = ("enhancement", "mass", "above_local_background")
+    site["truth"] = {"seed": seed, "level": "mild", "expected": "enhancement", "excess": 0.8,
+                     "peak": 0.8, "type": "mass", "spread": 0.0}
+    d = tmp_path / name
+    d.mkdir()
+    with gzip.open(d / f"CCR_{seed}_mild.pkl.gz", "wb") as f:
+        pickle.dump({"seed": seed, "level": "mild", "view": "CC", "laterality": "R",
+                     "bpe_truth": 1, "bpe_pred": 1, "sites": [site]}, f)
+    return d
+
+
+def test_rows_from_caches_judge_every_site_with_the_model_off(tmp_path):
+    # One group per cache directory; every enhancing site carries all the model's terms (the
+    # model is off, so the call is the region's, not the model's).
+    dirs = [_cached_view(tmp_path, "a", 1), _cached_view(tmp_path, "b", 2)]
+    rows = fmm.rows_from_caches(dirs)
+    assert [r["group"] for r in rows] == [0, 1]
+    assert [r["seed"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["call"] == "enhancement"
+        assert set(r["terms"]) == set(MASKING_TERMS[1:])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no cached views"):
+        fmm.rows_from_caches([tmp_path / "empty"])
