@@ -77,8 +77,14 @@ reported it becomes a development set, and the next report needs seeds never use
   26000-26035 (R CC) and 27000-27035 (L MLO) at scale 0.5, before and after the change;
 * held out, session 12 (criteria in the commit message that adds this entry, before the run):
   calls 36000-36035 (R CC) and 37000-37035 (L MLO), scale 0.5, each run once; reported in the
-  README (pooled sensitivity 94.5 %, the one criterion not met), now development.  Fresh seeds
-  for the next report: calls 38000-, clusters 34100-.
+  README (pooled sensitivity 94.5 %, the one criterion not met), now development;
+* development in session 13 (masking-model terms and region typing, measured on
+  ``replay_sites.py`` caches, none adopted): 20000-20023, 26000-26035, 36000-36035 (R CC),
+  23000-23023, 37000-37035 (L MLO), scale 0.5;
+* held out, session 13, a replication of the default path at full scale after the
+  exact-distance fat references (criteria in the commit message that adds this entry, before
+  the run): ``--scale 1.0 --detect-calcifications``, calls 38000-38023 (R CC) and 39000-39023
+  (L MLO), each run once.  Fresh seeds for the next report: calls 40000-, clusters 34100-.
 
 ``--quick`` runs 3 call seeds and 1 cluster seed at scale 0.5 (a smoke run of under a minute,
 not the reported numbers: at 0.2 mm pixels the cluster detector is not at its full-scale
