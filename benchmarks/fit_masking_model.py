@@ -168,14 +168,16 @@ def main(argv=None) -> int:
         rows = rows_from_caches(args.from_cache)
         names = [str(d) for d in args.from_cache]
     else:
-        groups = _ranges(args.seeds)
-        names = [f"seeds {g[0]}-{g[-1]}" for g in groups]
-        group_of = {s: k for k, g in enumerate(groups) for s in g}
-        if args.from_table:
-            rows = json.loads(Path(args.from_table).read_text())
+        rows = json.loads(Path(args.from_table).read_text()) if args.from_table else None
+        if rows and all("group" in r for r in rows):  # a table written with --from-cache
+            names = [f"group {k}" for k in range(max(r["group"] for r in rows) + 1)]
         else:
-            rows = simulate(groups, args.scale, args.workers)
-        rows = [dict(r, group=group_of[r["seed"]]) for r in rows if r["seed"] in group_of]
+            groups = _ranges(args.seeds)
+            names = [f"seeds {g[0]}-{g[-1]}" for g in groups]
+            group_of = {s: k for k, g in enumerate(groups) for s in g}
+            if rows is None:
+                rows = simulate(groups, args.scale, args.workers)
+            rows = [dict(r, group=group_of[r["seed"]]) for r in rows if r["seed"] in group_of]
     if args.table:
         Path(args.table).write_text(json.dumps(rows))
 
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
         pooled += [rates[0] * rates[3], rates[1] * rates[4], rates[2] * rates[5], *rates[3:]]
         print(f"  {name}: model {_fmt(rates)}"
               f"   no model {_fmt(call_rates(test, None, args.probability))}")
-    print(f"  pooled: model {_fmt(tuple(pooled[:3] / pooled[3:]))}")
+    print(f"  pooled: model {_fmt(tuple(pooled[:3] / np.maximum(pooled[3:], 1)))}")
     w = fit_logistic(*xy(rows), args.c)
     rates = call_rates(rows, w, args.probability)
     print(f"all groups, in-sample: {_fmt(rates)} (n = {rates[3]} / {rates[4]} / {rates[5]})")

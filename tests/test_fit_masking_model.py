@@ -1,5 +1,6 @@
 """benchmarks/fit_masking_model.py: the logistic fit behind EnhancementConfig.masking_weights."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -50,21 +51,21 @@ def test_call_rates_apply_the_model_only_where_a_region_enhances():
 
 
 def _cached_view(tmp_path: Path, name: str, seed: int) -> Path:
-    """A replay_sites cache directory holding one view with one enhancing user site."""
+    """A replay_sites cache directory holding one view with one user site on a BPE-like patch
+    (its iodine follows the gland texture: the model calls it masked, see test_quantify)."""
     import gzip
     import pickle
 
     import replay_sites as rs
-    from test_replay_sites import _scene
+    from test_quantify import _gland_scene
 
-    from cemrecon.quantify.enhancement import EnhancementConfig
+    from cemrecon.quantify.enhancement import EnhancementConfig, measure_enhancement
 
-    io, px, breast, calc, gland = _scene(np.random.default_rng(seed), 0.8)
-    bbox = (290, 290, 311, 311)
-    kw = dict(breast_mask=breast, calc_mask=calc, pixel_mm=px, source="user", n_calcifications=5,
-              bpe_category="mild", masking_level_mg_cm2=None, fgt_mask=gland > 0.5,
-              glandular_index=gland, map_blur_mm=0.21)
-    site = rs.crop_site(io, bbox, kw, EnhancementConfig())
+    io, gland, patch, _, _, bbox, kw = _gland_scene(seed)
+    kw = dict(kw, glandular_index=gland, bpe_category="moderate", source="user",
+              n_calcifications=5)
+    assert measure_enhancement(io + patch, bbox, **kw).reason == "bpe_like"  # the model on
+    site = rs.crop_site(io + patch, bbox, kw, EnhancementConfig())
     site["cached_call"] = ("enhancement", "mass", "above_local_background")
     site["truth"] = {"seed": seed, "level": "mild", "expected": "enhancement", "excess": 0.8,
                      "peak": 0.8, "type": "mass", "spread": 0.0}
@@ -77,15 +78,19 @@ def _cached_view(tmp_path: Path, name: str, seed: int) -> Path:
 
 
 def test_rows_from_caches_judge_every_site_with_the_model_off(tmp_path):
-    # One group per cache directory; every enhancing site carries all the model's terms (the
-    # model is off, so the call is the region's, not the model's).
-    dirs = [_cached_view(tmp_path, "a", 1), _cached_view(tmp_path, "b", 2)]
+    # One group per cache directory; every enhancing site carries all the model's terms, and
+    # the call is the region's (enhancement), not the model's (bpe_like), so the fit sees it.
+    dirs = [_cached_view(tmp_path, "a", 0), _cached_view(tmp_path, "b", 1)]
     rows = fmm.rows_from_caches(dirs)
     assert [r["group"] for r in rows] == [0, 1]
-    assert [r["seed"] for r in rows] == [1, 2]
+    assert [r["seed"] for r in rows] == [0, 1]
     for r in rows:
-        assert r["call"] == "enhancement"
+        assert (r["call"], r["reason"]) == ("enhancement", "above_local_background")
         assert set(r["terms"]) == set(MASKING_TERMS[1:])
+    # the rows written by --table refit as the same groups (not regrouped by --seeds)
+    table = tmp_path / "rows.json"
+    table.write_text(json.dumps(rows))
+    assert fmm.main(["--from-table", str(table)]) == 0
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no cached views"):
         fmm.rows_from_caches([tmp_path / "empty"])
