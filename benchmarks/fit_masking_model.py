@@ -164,20 +164,18 @@ def main(argv=None) -> int:
     ap.add_argument("--from-cache", nargs="+", type=Path, metavar="DIR",
                     help="replay_sites.py cache directories, one group each (no simulation)")
     args = ap.parse_args(argv)
+    rows = json.loads(Path(args.from_table).read_text()) if args.from_table else None
     if args.from_cache:
         rows = rows_from_caches(args.from_cache)
         names = [str(d) for d in args.from_cache]
-    else:
-        rows = json.loads(Path(args.from_table).read_text()) if args.from_table else None
-        if rows and all("group" in r for r in rows):  # a table written with --from-cache
-            names = [f"group {k}" for k in range(max(r["group"] for r in rows) + 1)]
-        else:
-            groups = _ranges(args.seeds)
-            names = [f"seeds {g[0]}-{g[-1]}" for g in groups]
-            group_of = {s: k for k, g in enumerate(groups) for s in g}
-            if rows is None:
-                rows = simulate(groups, args.scale, args.workers)
-            rows = [dict(r, group=group_of[r["seed"]]) for r in rows if r["seed"] in group_of]
+    elif rows and all("group" in r for r in rows):  # a table written with --from-cache
+        names = [f"group {k}" for k in range(max(r["group"] for r in rows) + 1)]
+    else:  # seed groups: simulated, or a table of simulated rows
+        groups = _ranges(args.seeds)
+        names = [f"seeds {g[0]}-{g[-1]}" for g in groups]
+        group_of = {s: k for k, g in enumerate(groups) for s in g}
+        rows = simulate(groups, args.scale, args.workers) if rows is None else rows
+        rows = [dict(r, group=group_of[r["seed"]]) for r in rows if r["seed"] in group_of]
     if args.table:
         Path(args.table).write_text(json.dumps(rows))
 

@@ -115,15 +115,21 @@ def cache(seeds, out: Path, *, view: str = "CC", laterality: str = "R", scale: f
                 site["cached_call"] = (r.enhancement, r.type, r.reason)
                 site["truth"] = vq.site_truth(les, seed, level)
                 user.append(site)
-            rec = {"seed": seed, "level": level, "view": view, "laterality": laterality,
-                   "bpe_truth": vq.LEVELS.index(sim.truth.bpe_level),
-                   "bpe_pred": vq.LEVELS.index(res.bpe.category), "sites": user}
-            path = out / f"{view}{laterality}_{seed}_{level}.pkl.gz"
-            tmp = path.with_suffix(".tmp")
-            with gzip.open(tmp, "wb", compresslevel=1) as f:
-                pickle.dump(rec, f)
-            tmp.replace(path)
+            write_view({"seed": seed, "level": level, "view": view, "laterality": laterality,
+                        "bpe_truth": vq.LEVELS.index(sim.truth.bpe_level),
+                        "bpe_pred": vq.LEVELS.index(res.bpe.category), "sites": user}, out)
             log(f"seed {seed} {level:8s}: {len(user)} sites [{time.perf_counter() - t0:.1f} s]")
+
+
+def write_view(rec: dict, out: Path) -> Path:
+    """Store one view's record (``seed``, ``level``, ``view``, ``laterality``, ``bpe_truth``,
+    ``bpe_pred``, ``sites``) in ``out`` atomically, as :func:`load` reads it."""
+    path = out / f"{rec['view']}{rec['laterality']}_{rec['seed']}_{rec['level']}.pkl.gz"
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wb", compresslevel=1) as f:
+        pickle.dump(rec, f)
+    tmp.replace(path)
+    return path
 
 
 def load(dirs) -> list[dict]:

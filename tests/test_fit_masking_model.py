@@ -53,9 +53,6 @@ def test_call_rates_apply_the_model_only_where_a_region_enhances():
 def _cached_view(tmp_path: Path, name: str, seed: int) -> Path:
     """A replay_sites cache directory holding one view with one user site on a BPE-like patch
     (its iodine follows the gland texture: the model calls it masked, see test_quantify)."""
-    import gzip
-    import pickle
-
     import replay_sites as rs
     from test_quantify import _gland_scene
 
@@ -71,9 +68,8 @@ def _cached_view(tmp_path: Path, name: str, seed: int) -> Path:
                      "peak": 0.8, "type": "mass", "spread": 0.0}
     d = tmp_path / name
     d.mkdir()
-    with gzip.open(d / f"CCR_{seed}_mild.pkl.gz", "wb") as f:
-        pickle.dump({"seed": seed, "level": "mild", "view": "CC", "laterality": "R",
-                     "bpe_truth": 1, "bpe_pred": 1, "sites": [site]}, f)
+    rs.write_view({"seed": seed, "level": "mild", "view": "CC", "laterality": "R",
+                   "bpe_truth": 1, "bpe_pred": 1, "sites": [site]}, d)
     return d
 
 
